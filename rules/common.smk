@@ -1,0 +1,92 @@
+# Config validation and the small input functions every stage uses.
+import os
+
+from snakemake.utils import validate
+
+
+validate(config, schema="../config/schema.yaml")
+
+RESULTS = config["results"]
+
+
+wildcard_constraints:
+    corpus=r"[A-Za-z0-9_\-]+",
+    encoder=r"[A-Za-z0-9_\-]+",
+    protocol=r"[A-Za-z0-9_\-]+",
+    paper=r"[A-Za-z0-9_\-]+",
+    variant=r"[A-Za-z0-9_\-]+",
+    fold=r"\d+",
+    seed=r"\d+",
+
+
+def _require(cond, key, msg):
+    if not cond:
+        raise ValueError(f"config: {key}: {msg}")
+
+
+for _name, _c in config["corpora"].items():
+    _require(_c["root"] or _c["synth"], f"corpora.{_name}.root", "required (path to IEMOCAP_full_release) unless `synth` is set")
+for _paper, _variants in config["experiments"].items():
+    for _variant, _e in _variants.items():
+        _key = f"experiments.{_paper}.{_variant}"
+        _require(_e["corpus"] in config["corpora"], f"{_key}.corpus", f"{_e['corpus']!r} is not a key of corpora")
+        _require(_e["protocol"] in config["protocols"], f"{_key}.protocol", f"{_e['protocol']!r} is not a key of protocols")
+        _require(_e["encoder"] in config["encoders"], f"{_key}.encoder", f"{_e['encoder']!r} is not a key of encoders")
+for _t, _spec in config["tables"].items():
+    for _row in _spec["rows"]:
+        _p, _, _v = _row["experiment"].partition("/")
+        _require(_v in config["experiments"].get(_p, {}), f"tables.{_t}.rows[{_row['name']!r}].experiment",
+                 f"{_row['experiment']!r} is not an experiment")
+
+
+def corpus_root(corpus):
+    c = config["corpora"][corpus]
+    if c["synth"]:
+        return f"{RESULTS}/{corpus}/synth/IEMOCAP_full_release"
+    return c["root"]
+
+
+def corpus_inputs(wildcards):
+    """The generated demo corpus is a rule output; a real corpus is read where it lies."""
+    c = config["corpora"][wildcards.corpus]
+    if c["synth"]:
+        return {"root": f"{corpus_root(wildcards.corpus)}/synth_summary.json"}
+    return {}
+
+
+def experiment(paper, variant):
+    return config["experiments"][paper][variant]
+
+
+def run_dir(paper, variant, fold, seed):
+    e = experiment(paper, variant)
+    return f"{RESULTS}/runs/{paper}/{variant}/{e['protocol']}/fold{fold}/seed{seed}"
+
+
+def experiment_runs(paper, variant):
+    """(fold, seed, run directory) of every run of one experiment."""
+    e = experiment(paper, variant)
+    n_folds = config["protocols"][e["protocol"]]["n_folds"]
+    return [(k, s, run_dir(paper, variant, k, s)) for s in e["seeds"] for k in range(1, n_folds + 1)]
+
+
+def table_runs(table):
+    """Row name -> list of {metrics, fold, seed}: what each row of a table aggregates."""
+    out = {}
+    for row in config["tables"][table]["rows"]:
+        paper, _, variant = row["experiment"].partition("/")
+        out[row["name"]] = [{"metrics": f"{d}/metrics.json", "fold": k, "seed": s}
+                            for k, s, d in experiment_runs(paper, variant)]
+    return out
+
+
+def table_inputs(wildcards):
+    return sorted({r["metrics"] for rows in table_runs(wildcards.table).values() for r in rows})
+
+
+def enabled_tables():
+    return [t for t, spec in config["tables"].items() if spec["paper"] in config["papers"]]
+
+
+def get_final_output():
+    return [f"{RESULTS}/tables/{t}.tex" for t in enabled_tables()]

@@ -1,0 +1,51 @@
+# One job per (paper, variant, fold, seed): train on the cached features, predict, score.
+
+
+def train_inputs(wc):
+    e = experiment(wc.paper, wc.variant)
+    return {
+        "manifest": f"{RESULTS}/{e['corpus']}/manifest.csv",
+        "folds": f"{RESULTS}/{e['corpus']}/folds/{e['protocol']}.csv",
+        "cache": f"{RESULTS}/{e['corpus']}/features/{e['encoder']}/manifest.json",
+    }
+
+
+rule train:
+    input:
+        unpack(train_inputs),
+    output:
+        predictions=f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/predictions.csv",
+        log_csv=f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/train_log.csv",
+        model=f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/model.pt",
+        provenance=f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/provenance.json",
+    params:
+        experiment=lambda wc: experiment(wc.paper, wc.variant),
+        classes=config["classes"],
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    log:
+        f"{RESULTS}/logs/train/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}_seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}_seed{{seed}}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow/scripts/train.py"
+
+
+rule score:
+    input:
+        predictions=rules.train.output.predictions,
+    output:
+        metrics=f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/metrics.json",
+    params:
+        classes=config["classes"],
+    log:
+        f"{RESULTS}/logs/score/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}_seed{{seed}}.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/score.py"

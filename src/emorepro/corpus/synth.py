@@ -1,0 +1,254 @@
+"""A synthetic corpus in the exact IEMOCAP_full_release layout, spoken by espeak-ng.
+
+Nobody may redistribute IEMOCAP, and the pipeline must be tested end to end on every
+machine, so we generate a corpus with the same directory tree, file formats and quirks
+as the real release (suffixed dialog names, distractor labels, evaluator lines with
+irregular spacing, transcript lines without a wav, annotation subfolders the parser must
+skip).  The real parser then reads it like the real thing.
+
+Emotion is made learnable in both modalities:
+
+* audio: each emotion has its own espeak prosody (pitch, rate, amplitude), jittered
+  consistently with the utterance's valence/arousal, on top of a per-speaker voice;
+* text: each sentence carries an emotion phrase plus a neutral filler.
+
+Everything is a function of the seed: the label sequence, the V/A/D values, the texts and
+the jitter come from one ``numpy.random.Generator``; espeak-ng itself is deterministic.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..io import InputError, atomic_path, write_json
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+ESPEAK_RATE = 22_050
+
+# (pitch 0-99, words per minute, amplitude 0-200) per emotion, and mean (valence, arousal) on 1-5.
+# Chosen so that arousal drives rate/loudness and valence drives pitch, as in acted speech.
+PROSODY = {
+    "neu": (45, 160, 100), "hap": (72, 185, 125), "exc": (78, 205, 150), "ang": (58, 215, 175),
+    "sad": (22, 115, 65), "fru": (50, 185, 140), "sur": (85, 170, 120), "xxx": (50, 165, 110),
+    "fea": (80, 210, 90), "dis": (35, 150, 120), "oth": (50, 160, 100),
+}
+VA_MEAN = {
+    "neu": (3.0, 2.5), "hap": (4.0, 3.2), "exc": (4.1, 3.8), "ang": (1.8, 4.0), "sad": (1.8, 2.0),
+    "fru": (2.0, 3.5), "sur": (3.6, 3.8), "xxx": (2.8, 3.0), "fea": (1.9, 3.7), "dis": (1.9, 3.2),
+    "oth": (3.0, 3.0),
+}
+# How the evaluators' categorical line spells each label.
+EVAL_NAMES = {
+    "neu": "Neutral", "hap": "Happiness", "exc": "Excited", "ang": "Anger", "sad": "Sadness",
+    "fru": "Frustration", "sur": "Surprise", "fea": "Fear", "dis": "Disgust", "oth": "Other",
+}
+PHRASES = {
+    "neu": ["the meeting is at ten", "please pass me the form", "I will take the bus today",
+            "the report is on the desk", "we can talk about it later", "the train leaves at noon"],
+    "hap": ["this is wonderful news", "I am so happy for you", "I love it, thank you",
+            "what a lovely day", "that is great, really great", "I am delighted"],
+    "exc": ["wow, we actually won", "this is amazing, I can not wait", "yes, finally, fantastic",
+            "I am thrilled about the trip", "that is awesome news"],
+    "ang": ["I am so angry about this", "this is outrageous", "stop it right now",
+            "I hate when you do that", "get out of my way", "how dare you say that"],
+    "sad": ["I feel so lonely today", "I miss her so much", "everything is hopeless",
+            "I lost my best friend", "nothing matters any more", "I am so sorry, it hurts"],
+    "fru": ["this never works for me", "why is this so hard", "I tried again and again"],
+    "sur": ["oh really, I did not expect that", "no way, are you serious", "what, since when"],
+    "xxx": ["well, I do not know", "maybe it is fine, maybe not", "I guess we will see"],
+    "fea": ["I am scared of the dark", "please do not leave me here"],
+    "dis": ["that is disgusting", "ugh, I can not stand it"],
+    "oth": ["hmm, okay then"],
+}
+FILLERS = ["you know", "about the thing", "at the office", "with my sister", "this morning",
+           "on the phone", "after lunch", "in the car", "for the second time", "right now"]
+
+# Per-session voices: (female, male).  Different espeak variants and accents per speaker.
+VOICES = {
+    1: ("en-us+f1", "en-us+m1"), 2: ("en-gb+f2", "en-gb+m2"), 3: ("en-us+f3", "en-us+m3"),
+    4: ("en-gb+f4", "en-gb+m4"), 5: ("en-us+f5", "en-us+m7"),
+}
+
+
+@dataclass
+class SynthConfig:
+    """Size and label mix of the synthetic corpus (all from config ``demo_corpus``)."""
+
+    seed: int = 0
+    sessions: tuple[int, ...] = (1, 2, 3, 4, 5)
+    turns_per_dialog: int = 24          # utterances per dialog (both speakers alternate)
+    label_probs: dict[str, float] = field(default_factory=lambda: {
+        "neu": 0.24, "hap": 0.10, "exc": 0.14, "ang": 0.17, "sad": 0.17,
+        "fru": 0.08, "sur": 0.05, "xxx": 0.05})
+    noise_db: float = -45.0             # white noise relative to full scale, so silence is not digital zero
+    threads: int = 2
+
+
+def _dialogs(session: int) -> list[tuple[str, str]]:
+    """(dialog name, mode) for one session, including the real release's suffixed names."""
+    s = f"Ses0{session}"
+    d = [(f"{s}F_impro01", "impro"), (f"{s}M_script01_1", "script")]
+    if session == 3:
+        d += [(f"{s}M_impro05a", "impro"), (f"{s}M_impro05b", "impro")]
+    if session == 5:
+        d += [(f"{s}M_script01_1b", "script")]
+    return d
+
+
+def _espeak(text: str, voice: str, pitch: int, rate: int, amp: int, tmpdir: Path, name: str) -> np.ndarray:
+    out = tmpdir / f"{name}.wav"
+    cmd = ["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(rate), "-a", str(amp), "-w", str(out), text]
+    try:
+        subprocess.run(cmd, check=True, capture_output=True)
+    except FileNotFoundError as e:
+        raise RuntimeError("espeak-ng is not installed; run scripts/install.sh (apt package espeak-ng)") from e
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    x, sr = sf.read(out, dtype="float32")
+    assert sr == ESPEAK_RATE, f"espeak-ng wrote {sr} Hz, expected {ESPEAK_RATE}"
+    return resample_poly(x, SAMPLE_RATE // 50, ESPEAK_RATE // 50).astype(np.float32)  # 22.05k -> 16k
+
+
+def synthesize_iemocap(out_root: str | Path, cfg: SynthConfig) -> dict:
+    """Write ``out_root/IEMOCAP_full_release``-style tree (``Session1`` ... directly under ``out_root``).
+
+    Parameters
+    ----------
+    out_root : directory to create; must not exist yet (or be empty).
+    cfg : sizes, label mix and seed.
+
+    Returns
+    -------
+    dict with the counts written (also saved as ``out_root/synth_summary.json``).
+
+    Example
+    -------
+    >>> synthesize_iemocap("results/demo/IEMOCAP_full_release", SynthConfig(seed=0))  # doctest: +SKIP
+    """
+    out_root = Path(out_root)
+    if out_root.exists() and any(out_root.iterdir()):
+        raise InputError(f"{out_root}: output directory exists and is not empty")
+    if shutil.which("espeak-ng") is None:
+        raise RuntimeError("espeak-ng is not installed; run scripts/install.sh (apt package espeak-ng)")
+    labels = list(cfg.label_probs)
+    probs = np.array([cfg.label_probs[k] for k in labels], dtype=float)
+    probs = probs / probs.sum()
+    rng = np.random.default_rng(cfg.seed)
+
+    # Build the whole plan first (all randomness in one fixed order), then render audio in parallel.
+    plan = []  # one dict per utterance
+    for session in cfg.sessions:
+        for dialog, mode in _dialogs(session):
+            t = float(rng.uniform(2.0, 6.0))
+            counters = {"F": 0, "M": 0}
+            for turn in range(cfg.turns_per_dialog):
+                g = "FM"[(turn + (dialog[5] == "M")) % 2]
+                lab = labels[rng.choice(len(labels), p=probs)]
+                v0, a0 = VA_MEAN[lab]
+                v = float(np.clip(np.round((v0 + rng.normal(0, 0.35)) * 2) / 2, 1, 5))
+                a = float(np.clip(np.round((a0 + rng.normal(0, 0.35)) * 2) / 2, 1, 5))
+                d = float(np.clip(np.round((a + rng.normal(0, 0.5)) * 2) / 2, 1, 5))
+                phrase = PHRASES[lab][rng.integers(len(PHRASES[lab]))]
+                filler = FILLERS[rng.integers(len(FILLERS))]
+                text = f"{phrase}, {filler}" if rng.random() < 0.5 else f"{filler}, {phrase}"
+                p0, r0, amp0 = PROSODY[lab]
+                voice = VOICES[session][0 if g == "F" else 1]
+                # Valence moves pitch, arousal moves rate and loudness: V/A-consistent jitter.
+                pitch = int(np.clip(p0 + 6 * (v - v0) + rng.normal(0, 4), 0, 99))
+                rate = int(np.clip(r0 + 18 * (a - a0) + rng.normal(0, 8), 80, 320))
+                amp = int(np.clip(amp0 + 20 * (a - a0) + rng.normal(0, 6), 20, 190))
+                utt = f"{dialog}_{g}{counters[g]:03d}"
+                counters[g] += 1
+                n_eval = int(rng.integers(3, 5))
+                plan.append(dict(session=session, dialog=dialog, utt_id=utt, label=lab, v=v, a=a, d=d,
+                                 text=text, voice=voice, pitch=pitch, rate=rate, amp=amp, start=t,
+                                 n_eval=n_eval, eval_seed=int(rng.integers(2**31)),
+                                 noise_seed=int(rng.integers(2**31))))
+                t += 3.0 + float(rng.uniform(0.2, 1.5))
+
+    tmp_parent = out_root.parent
+    tmp_parent.mkdir(parents=True, exist_ok=True)
+    # Build in a temp dir next to the target and rename at the end: no partial corpus on failure.
+    with tempfile.TemporaryDirectory(dir=tmp_parent, prefix=f".{out_root.name}.") as tmp:
+        tmp = Path(tmp)
+        stage = tmp / "tree"
+        espeak_tmp = tmp / "espeak"
+        espeak_tmp.mkdir()
+
+        def render(u: dict) -> float:
+            x = _espeak(u["text"], u["voice"], u["pitch"], u["rate"], u["amp"], espeak_tmp, u["utt_id"])
+            noise = np.random.default_rng(u["noise_seed"]).normal(0, 10 ** (cfg.noise_db / 20), x.shape)
+            x = np.clip(x + noise.astype(np.float32), -1, 1)
+            wav = stage / f"Session{u['session']}" / "sentences" / "wav" / u["dialog"] / f"{u['utt_id']}.wav"
+            wav.parent.mkdir(parents=True, exist_ok=True)
+            import soundfile as sf
+            sf.write(wav, x, SAMPLE_RATE, subtype="PCM_16")
+            return len(x) / SAMPLE_RATE
+
+        with ThreadPoolExecutor(max_workers=max(1, cfg.threads)) as pool:
+            durations = list(pool.map(render, plan))
+        for u, dur in zip(plan, durations):
+            u["end"] = u["start"] + dur
+        _write_text_files(stage, plan)
+        summary = _summary(plan, cfg)
+        write_json(stage / "synth_summary.json", summary)
+        if out_root.exists():
+            out_root.rmdir()
+        stage.rename(out_root)
+    return summary
+
+
+def _write_text_files(stage: Path, plan: list[dict]) -> None:
+    by_dialog: dict[tuple[int, str], list[dict]] = {}
+    for u in plan:
+        by_dialog.setdefault((u["session"], u["dialog"]), []).append(u)
+    for (session, dialog), utts in by_dialog.items():
+        sdir = stage / f"Session{session}" / "dialog"
+        emo = sdir / "EmoEvaluation" / f"{dialog}.txt"
+        emo.parent.mkdir(parents=True, exist_ok=True)
+        lines = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""]
+        for u in utts:
+            lines.append(f"[{u['start']:.4f} - {u['end']:.4f}]\t{u['utt_id']}\t{u['label']}\t"
+                         f"[{u['v']:.4f}, {u['a']:.4f}, {u['d']:.4f}]")
+            r = np.random.default_rng(u["eval_seed"])
+            for i in range(u["n_eval"]):
+                name = EVAL_NAMES.get(u["label"], "Other")
+                if u["label"] == "xxx":  # no majority: evaluators disagree
+                    name = list(EVAL_NAMES.values())[int(r.integers(len(EVAL_NAMES)))]
+                lines.append(f"C-E{i + 1}:\t{name};\t()")
+            for i in range(u["n_eval"] - 1):
+                vals = [int(np.clip(round(x + r.normal(0, 0.5)), 1, 5)) for x in (u["v"], u["a"], u["d"])]
+                sp = " " * int(r.integers(1, 3))  # the release's spacing varies ("dom  2;")
+                lines.append(f"A-E{i + 1}:\tval {vals[0]}; act {vals[1]}; dom{sp}{vals[2]};\t()")
+            lines.append("")
+        emo.write_text("\n".join(lines) + "\n")
+        # Annotation subfolders exist in the release and hold per-evaluator files the parser must skip.
+        for sub in ("Categorical", "Attribute", "Self-evaluation"):
+            (emo.parent / sub).mkdir(exist_ok=True)
+            (emo.parent / sub / f"{dialog}_e1.txt").write_text(
+                f"{utts[0]['utt_id']} :Neutral state; ()\n[not a summary line\n")
+        tr = sdir / "transcriptions" / f"{dialog}.txt"
+        tr.parent.mkdir(parents=True, exist_ok=True)
+        tlines = [f"{u['utt_id']} [{u['start']:08.4f}-{u['end']:08.4f}]: {u['text']}" for u in utts]
+        # The release has transcript lines for segments that have no wav (e.g. overlapped speech).
+        tlines.insert(1, f"{dialog}_MXX0 [{utts[0]['start']:08.4f}-{utts[0]['end']:08.4f}]: [LAUGHTER]")
+        tr.write_text("\n".join(tlines) + "\n")
+
+
+def _summary(plan: list[dict], cfg: SynthConfig) -> dict:
+    counts: dict[str, int] = {}
+    for u in plan:
+        counts[u["label"]] = counts.get(u["label"], 0) + 1
+    return {"seed": cfg.seed, "n_utterances": len(plan), "label_counts": dict(sorted(counts.items())),
+            "sessions": list(cfg.sessions), "turns_per_dialog": cfg.turns_per_dialog}

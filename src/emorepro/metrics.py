@@ -1,0 +1,58 @@
+"""Scores from per-utterance predictions, computed with scikit-learn.
+
+UAR (unweighted average recall) is the mean of the per-class recalls over the classes
+present in the ground truth; WAR (weighted average recall) is plain accuracy.  Several
+SER codebases swap the two names; both are taken from scikit-learn here, and the test
+suite checks them against hand-counted confusion matrices.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence[str]) -> dict:
+    from sklearn.metrics import accuracy_score, confusion_matrix, recall_score
+
+    y_true = np.asarray(y_true, dtype=int)
+    y_pred = np.asarray(y_pred, dtype=int)
+    present = sorted(set(y_true.tolist()))
+    all_idx = list(range(len(classes)))
+    per_class = recall_score(y_true, y_pred, labels=all_idx, average=None, zero_division=0)
+    return {
+        "uar": float(recall_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "war": float(accuracy_score(y_true, y_pred)),
+        "recall": {c: (float(per_class[i]) if i in present else None) for i, c in enumerate(classes)},
+        "support": {c: int((y_true == i).sum()) for i, c in enumerate(classes)},
+        "confusion": confusion_matrix(y_true, y_pred, labels=all_idx).tolist(),
+        "classes": list(classes),
+        "n": int(len(y_true)),
+    }
+
+
+def ccc(x, y) -> float:
+    """Concordance correlation coefficient, with the squared mean difference (Lin 1989).
+
+    Ispas et al.'s Eq. 2 omits the square; this is the standard definition.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    mx, my = x.mean(), y.mean()
+    cov = ((x - mx) * (y - my)).mean()
+    return float(2 * cov / (x.var() + y.var() + (mx - my) ** 2))
+
+
+def score_predictions(pred_csv: str, classes: Sequence[str], split: str = "test") -> dict:
+    """Metrics of one run's ``predictions.csv`` for one split."""
+    import pandas as pd
+
+    df = pd.read_csv(pred_csv)
+    df = df[df["split"] == split]
+    if df.empty:
+        raise ValueError(f"{pred_csv}: no rows for split {split!r}")
+    out = classification_metrics(df["label"].to_numpy(), df["pred"].to_numpy(), classes)
+    for dim in ("valence", "arousal"):
+        if f"{dim}_pred" in df.columns and df[f"{dim}_pred"].notna().all():
+            out[f"ccc_{dim}"] = ccc(df[f"{dim}_pred"], df[f"{dim}_true"])
+    return out

@@ -1,0 +1,79 @@
+"""BiLSTM + multi-head self-attention pooling over log-mel filterbanks (Zhang et al. 2022).
+
+References: Zhang et al., "Selective multi-task learning for speech emotion recognition
+using corpora of different styles" (ICASSP 2022), Sec. 2.1 and Table 2; the attention is
+the structured self-attention of Lin et al. (2017), as in Li et al. (Interspeech 2019).
+
+    H      = BiLSTM(X)                            (B, T, 2*d_lstm)
+    alpha  = softmax_T(W2 tanh(W1 H^T))           (B, n_heads, T)        Eq. 1
+    H_att  = concat_i(alpha_i H)                  (B, n_heads * 2*d_lstm) Eq. 2
+    logits = FC2(ReLU(FC1(H_att)))  -> classes    (B, n_classes)
+
+An optional style head (acted vs spontaneous) shares everything up to FC2's output for
+the multi-task variants.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class ZhangConfig:
+    n_mels: int = 40            # 40-channel log-mel filterbank (paper Sec. 3.2)
+    d_lstm: int = 256           # cells per direction ("Number of cells in Bi-LSTM", Table 2)
+    d_att: int = 512            # attention nodes (W1 output size)
+    n_heads: int = 8            # attention heads, one attention layer
+    d_fc1: int = 4096           # FC1 nodes
+    d_fc2: int = 1024           # FC2 nodes
+    n_classes: int = 4
+    n_styles: int = 0           # 2 for the style multi-task variants, 0 = no style head
+    dropout: float = 0.2        # "dropout probability of 0.2 in each Bi-LSTM layer"
+    mask_padding: bool = False  # the paper zero-pads to 7.5 s and attends over the padding too
+
+
+class StructuredSelfAttention(nn.Module):
+    def __init__(self, d_in: int, d_att: int, n_heads: int):
+        super().__init__()
+        self.w1 = nn.Linear(d_in, d_att, bias=False)
+        self.w2 = nn.Linear(d_att, n_heads, bias=False)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        # h: (B, T, D); mask: (B, T) True for real frames
+        scores = self.w2(torch.tanh(self.w1(h)))             # (B, T, n_heads)
+        if mask is not None:
+            scores = scores.masked_fill(~mask[..., None], float("-inf"))
+        alpha = torch.softmax(scores, dim=1)                  # over time
+        pooled = torch.einsum("bth,btd->bhd", alpha, h)       # (B, n_heads, D)
+        return pooled.flatten(1)                              # (B, n_heads * D)
+
+
+class ZhangBiLSTM(nn.Module):
+    def __init__(self, cfg: ZhangConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.lstm = nn.LSTM(cfg.n_mels, cfg.d_lstm, batch_first=True, bidirectional=True)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.att = StructuredSelfAttention(2 * cfg.d_lstm, cfg.d_att, cfg.n_heads)
+        self.fc1 = nn.Linear(cfg.n_heads * 2 * cfg.d_lstm, cfg.d_fc1)
+        self.fc2 = nn.Linear(cfg.d_fc1, cfg.d_fc2)
+        self.out = nn.Linear(cfg.d_fc2, cfg.n_classes)
+        self.style = nn.Linear(cfg.d_fc2, cfg.n_styles) if cfg.n_styles else None
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        # x: (B, T, n_mels) zero-padded; lengths: (B,) real frames
+        assert x.size(-1) == self.cfg.n_mels, f"expected {self.cfg.n_mels} mel bins, got {x.size(-1)}"
+        h, _ = self.lstm(x)                                   # (B, T, 2*d_lstm)
+        h = self.drop(h)
+        mask = None
+        if self.cfg.mask_padding and lengths is not None:
+            mask = torch.arange(x.size(1), device=x.device)[None, :] < lengths[:, None]
+        z = self.att(h, mask)                                 # (B, n_heads*2*d_lstm)
+        z = F.relu(self.fc2(F.relu(self.fc1(z))))             # (B, d_fc2)
+        out = {"logits": self.out(z)}                         # (B, n_classes)
+        if self.style is not None:
+            out["style_logits"] = self.style(z)               # (B, n_styles)
+        return out

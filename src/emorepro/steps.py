@@ -1,0 +1,146 @@
+"""One function per pipeline step: what a Snakemake script or the CLI calls.
+
+Each step takes plain paths and values (never the Snakemake config), does its work through
+the library modules, writes its outputs atomically, and records a provenance sidecar with
+:func:`emorepro.provenance.write_provenance`.  Scripts in ``workflow/scripts/`` only
+unpack ``snakemake.input/output/params/log`` and call one of these.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .io import InputError, write_csv, write_json
+from .provenance import now, write_provenance
+
+log = logging.getLogger("emorepro")
+
+
+def log_to(path: str | None) -> None:
+    """Send this process's logging (and warnings, tqdm via stderr) to a Snakemake log file."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        sys.stderr = open(path, "a", buffering=1)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)
+
+
+def _policy(label_map: Mapping[str, str], drop_labels: Sequence[str]):
+    from .corpus.iemocap import LabelPolicy
+
+    return LabelPolicy(dict(label_map), frozenset(drop_labels))
+
+
+def synth_corpus(out_dir: str, params: Mapping[str, Any]) -> None:
+    """Generate the demo IEMOCAP-layout corpus under ``out_dir``."""
+    from .corpus.synth import SynthConfig, synthesize_iemocap
+
+    started = now()
+    cfg = SynthConfig(**{k: (tuple(v) if k == "sessions" else v) for k, v in params.items()})
+    summary = synthesize_iemocap(out_dir, cfg)
+    log.info("synthesised %s utterances into %s", summary["n_utterances"], out_dir)
+    write_provenance(Path(out_dir) / "synth_summary.json", rule="synth_corpus", params=dict(params),
+                     inputs=None, outputs=[Path(out_dir) / "synth_summary.json"], started=started,
+                     seed=cfg.seed, extra={"note": "raw files are hashed by the ingest step's sidecar"})
+
+
+def ingest(root: str, out_csv: str, *, fmt: str, label_map: Mapping[str, str], drop_labels: Sequence[str],
+           sample_rate: int = 16_000, expected_counts: Mapping | None = None) -> None:
+    """Parse a corpus (``fmt`` = ``iemocap`` or ``generic_csv``) into the manifest CSV."""
+    from .corpus.generic import ingest_generic
+    from .corpus.iemocap import ingest_iemocap
+
+    started = now()
+    policy = _policy(label_map, drop_labels)
+    if fmt == "iemocap":
+        df = ingest_iemocap(root, policy, sample_rate=sample_rate, expected_counts=expected_counts)
+        raw = sorted({*df["wav"], *(str(p) for p in Path(root).glob("Session*/dialog/EmoEvaluation/*.txt")),
+                      *(str(p) for p in Path(root).glob("Session*/dialog/transcriptions/*.txt"))})
+    elif fmt == "generic_csv":
+        df = ingest_generic(root, policy, sample_rate=sample_rate)
+        raw = [root, *df["wav"]]
+    else:
+        raise InputError(f"config: corpora.<name>.format: unknown {fmt!r} (iemocap, generic_csv)")
+    write_csv(out_csv, df)
+    kept = df[df["label"] != ""]
+    log.info("%d utterances, %d with a class label: %s", len(df), len(kept), kept["label"].value_counts().to_dict())
+    write_provenance(out_csv, rule="ingest", params={"root": root, "format": fmt, "label_map": dict(label_map),
+                     "drop_labels": list(drop_labels), "sample_rate": sample_rate,
+                     "expected_counts": expected_counts}, inputs={"raw": raw}, outputs=[out_csv], started=started)
+
+
+def make_folds(manifest_csv: str, out_csv: str, *, scheme: str, val_policy: str, seed: int = 0) -> None:
+    import pandas as pd
+
+    from . import folds as F
+
+    started = now()
+    manifest = pd.read_csv(manifest_csv, keep_default_na=False)
+    table = F.make_folds(manifest, scheme, val_policy, seed=seed)
+    F.check_folds(table, manifest[manifest["label"] != ""])
+    write_csv(out_csv, table)
+    write_provenance(out_csv, rule="folds", params={"scheme": scheme, "val_policy": val_policy}, seed=seed,
+                     inputs={"manifest": manifest_csv}, outputs=[out_csv], started=started)
+
+
+def extract_features(manifest_csv: str, out_manifest: str, *, name: str, spec: Mapping[str, Any],
+                     seed: int = 0, device: str | None = None, options: Mapping[str, Any] | None = None) -> None:
+    from .encoders.base import EncoderSpec
+    from .features.cache import extract_to_cache
+
+    started = now()
+    out_dir = Path(out_manifest).parent
+    es = EncoderSpec.from_dict(name, dict(spec))
+    extract_to_cache(manifest_csv, es, str(out_dir), seed=seed, device=device, **dict(options or {}))
+    inputs: dict[str, Any] = {"manifest": manifest_csv}
+    if es.checkpoint and Path(es.checkpoint).is_dir():
+        inputs["checkpoint"] = es.checkpoint
+    write_provenance(out_manifest, rule="extract_features", params={"encoder": name, **dict(spec)}, seed=seed,
+                     inputs=inputs, outputs=[out_manifest], started=started,
+                     extra={"note": "shard hashes are in the cache manifest (the output)"})
+
+
+def train(*, manifest_csv: str, folds_csv: str, cache_manifest: str, out_dir: str, fold: int, seed: int,
+          classes: Sequence[str], model: str, model_params: Mapping, train_params: Mapping, run_id: Mapping) -> None:
+    from .train import run_training
+
+    started = now()
+    summary = run_training(manifest_csv=manifest_csv, folds_csv=folds_csv, cache_dir=str(Path(cache_manifest).parent),
+                           fold=fold, seed=seed, classes=classes, model=model, model_params=dict(model_params),
+                           train=dict(train_params), out_dir=out_dir)
+    out = Path(out_dir)
+    write_provenance(out, rule="train", seed=seed,
+                     params={**dict(run_id), "fold": fold, "classes": list(classes), "model": model,
+                             "model_params": dict(model_params), "train": dict(train_params)},
+                     inputs={"manifest": manifest_csv, "folds": folds_csv, "feature_cache": cache_manifest},
+                     outputs=[out / "predictions.csv", out / "train_log.csv", out / "model.pt"],
+                     started=started, extra={"summary": summary})
+
+
+def score(pred_csv: str, out_json: str, *, classes: Sequence[str], fold: int, seed: int) -> None:
+    from .metrics import score_predictions
+
+    started = now()
+    m = score_predictions(pred_csv, classes, split="test")
+    m.update(fold=fold, seed=seed)
+    write_json(out_json, m)
+    write_provenance(out_json, rule="score", seed=seed, params={"classes": list(classes), "split": "test"},
+                     inputs={"predictions": pred_csv}, outputs=[out_json], started=started)
+
+
+def table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[Mapping[str, Any]]], out_tex: str, out_csv: str,
+          out_md: str) -> None:
+    from . import tables as T
+
+    started = now()
+    refs = {row: [T.RunRef(r["metrics"], int(r["fold"]), int(r["seed"])) for r in rs] for row, rs in runs.items()}
+    df = T.build_table(spec, refs)
+    cells = T.render(spec, df, out_tex, out_csv, out_md)
+    metrics = sorted({r.metrics for rs in refs.values() for r in rs})
+    write_provenance(out_tex, rule="table", params={"spec": dict(spec)}, inputs={"metrics": metrics},
+                     outputs=[out_tex, out_csv, out_md], started=started,
+                     extra={"cells": cells, "aggregation_rule": T.caption_rule(spec)})

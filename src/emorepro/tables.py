@@ -1,0 +1,201 @@
+"""Render any paper table from a declarative spec, with reported-vs-reproduced columns.
+
+A table spec (config ``tables.<name>``) says which rows exist (each an experiment, i.e. a
+set of runs over folds and seeds), which columns (each a metric path in ``metrics.json``),
+how runs are aggregated, and what the paper reported.  The same aggregated frame is written
+as LaTeX (booktabs, through pandas' Styler), CSV and Markdown, and the provenance sidecar
+maps every cell to the metric files and values it aggregates.
+
+Aggregation rules (``aggregate``):
+
+``fold_mean_seed_mean_std``
+    For each seed, average the per-fold metric over folds; report the mean and the sample
+    standard deviation (ddof=1) of those per-seed means.  (Ispas et al.: "mean ± std over
+    3 seeds of 10-fold means"; Zhang et al. and MMER average folds.)
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .io import InputError, atomic_path, read_json, sha256_file, write_csv, write_text
+from .provenance import sidecar_path
+
+AGGREGATIONS = {
+    "fold_mean_seed_mean_std": "mean over folds per seed, then mean +/- sample std (ddof=1) over seeds",
+}
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """One run feeding a row: its metrics file, fold and seed."""
+
+    metrics: str
+    fold: int
+    seed: int
+
+
+def metric_value(metrics: Mapping[str, Any], path: str, where: str) -> float:
+    cur: Any = metrics
+    for part in path.split("."):
+        if not isinstance(cur, Mapping) or part not in cur:
+            raise InputError(f"{where}: metric {path!r} not found")
+        cur = cur[part]
+    if cur is None:
+        return math.nan
+    return float(cur)
+
+
+def _aggregate(values: dict[int, dict[int, float]]) -> tuple[float, float, int]:
+    import numpy as np
+
+    per_seed = [float(np.mean([v for _, v in sorted(folds.items())])) for _, folds in sorted(values.items())]
+    mean = float(np.mean(per_seed))
+    std = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else math.nan
+    return mean, std, len(per_seed)
+
+
+def _reported(val) -> tuple[float, float]:
+    if val is None:
+        return math.nan, math.nan
+    if isinstance(val, (list, tuple)):
+        return float(val[0]), float(val[1]) if len(val) > 1 else math.nan
+    return float(val), math.nan
+
+
+def _fmt(mean: float, std: float, digits: int, latex: bool) -> str:
+    if math.isnan(mean):
+        return "--" if latex else ""
+    s = f"{mean:.{digits}f}"
+    if not math.isnan(std):
+        s += (r" $\pm$ " if latex else " ± ") + f"{std:.{digits}f}"
+    return s
+
+
+def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *, verify_hashes: bool = True):
+    """Aggregate runs into a tidy frame: one row per (table row, column).
+
+    Raises :class:`InputError` naming the missing run, the tampered metrics file, or the
+    reported key that matches no row/column.
+    """
+    import pandas as pd
+
+    columns = spec["columns"]
+    col_names = [c["name"] for c in columns]
+    row_names = [r["name"] for r in spec["rows"]]
+    scale = float(spec.get("scale", 1.0))
+    agg = spec.get("aggregate", "fold_mean_seed_mean_std")
+    if agg not in AGGREGATIONS:
+        raise InputError(f"config: tables.{spec['name']}.aggregate: unknown {agg!r}; choose {sorted(AGGREGATIONS)}")
+    for r in spec["rows"]:
+        bad = sorted(set(r.get("reported") or {}) - set(col_names))
+        if bad:
+            raise InputError(f"config: tables.{spec['name']}.rows[{r['name']!r}].reported: key(s) {bad} match no "
+                             f"column; columns are {col_names}")
+    tidy = []
+    for r in spec["rows"]:
+        refs = runs.get(r["name"], [])
+        loaded = []
+        for ref in refs:
+            if not os.path.exists(ref.metrics):
+                raise InputError(f"table {spec['name']}: row {r['name']!r}: missing run {Path(ref.metrics).parent} "
+                                 f"(no {Path(ref.metrics).name}); refusing to average fewer runs")
+            if verify_hashes:
+                check_against_sidecar(ref.metrics)
+            loaded.append((ref, read_json(ref.metrics)))
+        for c in columns:
+            values: dict[int, dict[int, float]] = defaultdict(dict)
+            cells = []
+            for ref, m in loaded:
+                v = metric_value(m, c["metric"], ref.metrics) * scale
+                values[ref.seed][ref.fold] = v
+                cells.append({"metrics": ref.metrics, "fold": ref.fold, "seed": ref.seed, "value": v})
+            mean, std, n_seeds = _aggregate(values) if values else (math.nan, math.nan, 0)
+            p_mean, p_std = _reported((r.get("reported") or {}).get(c["name"]))
+            diff = mean - p_mean
+            outside = bool(not math.isnan(p_std) and not math.isnan(diff) and abs(diff) > p_std)
+            tidy.append({"row": r["name"], "column": c["name"], "metric": c["metric"], "ours_mean": mean,
+                         "ours_std": std, "n_seeds": n_seeds, "n_runs": len(cells), "paper": p_mean,
+                         "paper_std": p_std, "diff": diff, "outside_paper_band": outside,
+                         "runs": ";".join(str(Path(x["metrics"]).parent) for x in cells), "_cells": cells})
+    df = pd.DataFrame(tidy)
+    df["row"] = pd.Categorical(df["row"], row_names, ordered=True)
+    df["column"] = pd.Categorical(df["column"], col_names, ordered=True)
+    return df.sort_values(["row", "column"]).reset_index(drop=True)
+
+
+def check_against_sidecar(path: str) -> None:
+    """Refuse an input whose bytes differ from what its provenance sidecar recorded."""
+    side = sidecar_path(path)
+    if not side.exists():
+        raise InputError(f"{path}: no provenance sidecar {side.name}; cannot vouch for it")
+    rec = read_json(side)
+    for o in rec.get("outputs", []):
+        if os.path.abspath(o["path"]) == os.path.abspath(path):
+            actual = sha256_file(path)
+            if actual != o["sha256"]:
+                raise InputError(f"{path}: sha256 {actual[:12]}… does not match its sidecar {side} "
+                                 f"({o['sha256'][:12]}…): the file was modified after it was produced")
+            return
+    raise InputError(f"{side}: does not list {path} among its outputs")
+
+
+def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str) -> dict:
+    """Write the LaTeX/CSV/Markdown twins; return the cell map for the provenance sidecar."""
+    import pandas as pd
+
+    digits = int(spec.get("digits", 2))
+    wide_tex, wide_md = {}, {}
+    for _, t in df.iterrows():
+        key = str(t["row"])
+        wide_tex.setdefault(key, {})
+        wide_md.setdefault(key, {})
+        for kind, val in (("ours", _fmt(t["ours_mean"], t["ours_std"], digits, True)),
+                          ("paper", _fmt(t["paper"], t["paper_std"], digits, True)),
+                          ("diff", "--" if math.isnan(t["diff"]) else f"{t['diff']:+.{digits}f}"
+                           + (r"$^\dagger$" if t["outside_paper_band"] else ""))):
+            wide_tex[key][(str(t["column"]), kind)] = val
+        wide_md[key][(str(t["column"]), "ours")] = _fmt(t["ours_mean"], t["ours_std"], digits, False)
+        wide_md[key][(str(t["column"]), "paper")] = _fmt(t["paper"], t["paper_std"], digits, False)
+        wide_md[key][(str(t["column"]), "diff")] = "" if math.isnan(t["diff"]) else (
+            f"{t['diff']:+.{digits}f}" + (" †" if t["outside_paper_band"] else ""))
+    rows = [str(r) for r in df["row"].cat.categories]
+    tex = pd.DataFrame.from_dict(wide_tex, orient="index").reindex(rows)
+    tex.columns = pd.MultiIndex.from_tuples(tex.columns, names=["", ""])
+    tex.index = [_latex_escape(r) for r in tex.index]
+    tex.columns = pd.MultiIndex.from_tuples([(_latex_escape(a), b) for a, b in tex.columns])
+    caption = _latex_escape(spec.get("title", spec["name"])) + ". " + _latex_escape(caption_rule(spec))
+    latex = tex.style.to_latex(hrules=True, column_format="l" + "r" * tex.shape[1], multicol_align="c",
+                               caption=caption, label=f"tab:{spec['name']}", position="htbp")
+    write_text(out_tex, latex)
+    csv = df.drop(columns=["_cells"])
+    write_csv(out_csv, csv, float_format="%.6g")
+    md = pd.DataFrame.from_dict(wide_md, orient="index").reindex(rows)
+    md.columns = [f"{a} ({b})" for a, b in md.columns]
+    write_text(out_md, f"**{spec.get('title', spec['name'])}**\n\n{md.to_markdown()}\n\n_{caption_rule(spec)}_\n")
+    return {str(t["row"]) + " | " + str(t["column"]): {
+        "value_mean": None if math.isnan(t["ours_mean"]) else t["ours_mean"],
+        "value_std": None if math.isnan(t["ours_std"]) else t["ours_std"],
+        "aggregation": spec.get("aggregate", "fold_mean_seed_mean_std"), "metric": t["metric"],
+        "scale": float(spec.get("scale", 1.0)), "runs": t["_cells"]} for _, t in df.iterrows()}
+
+
+def caption_rule(spec: Mapping[str, Any]) -> str:
+    agg = AGGREGATIONS[spec.get("aggregate", "fold_mean_seed_mean_std")]
+    parts = [f"Ours: {agg}.", "Paper: as reported; diff = ours - paper; dagger marks ours outside the paper's +/- band."]
+    parts += list(spec.get("notes", []))
+    return " ".join(parts)
+
+
+_LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                  "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+
+
+def _latex_escape(s: str) -> str:
+    # Styler.to_latex does not escape index/column labels unless asked per element;
+    # the labels come from config, so escape them here once.
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(s))

@@ -1,0 +1,5 @@
+from emorepro.steps import extract_features, log_to
+
+log_to(snakemake.log[0])
+extract_features(snakemake.input.manifest, snakemake.output.cache, name=snakemake.wildcards.encoder,
+                 spec=snakemake.params.spec)
