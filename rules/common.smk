@@ -70,6 +70,15 @@ def experiment_runs(paper, variant):
     return [(k, s, run_dir(paper, variant, k, s)) for s in e["seeds"] for k in range(1, n_folds + 1)]
 
 
+def train_inputs(wc):
+    e = experiment(wc.paper, wc.variant)
+    return {
+        "manifest": f"{RESULTS}/{e['corpus']}/manifest.csv",
+        "folds": f"{RESULTS}/{e['corpus']}/folds/{e['protocol']}.csv",
+        "cache": f"{RESULTS}/{e['corpus']}/features/{e['encoder']}/manifest.json",
+    }
+
+
 def table_runs(table):
     """Row name -> list of {metrics, fold, seed}: what each row of a table aggregates."""
     out = {}

@@ -1,15 +1,6 @@
 # One job per (paper, variant, fold, seed): train on the cached features, predict, score.
 
 
-def train_inputs(wc):
-    e = experiment(wc.paper, wc.variant)
-    return {
-        "manifest": f"{RESULTS}/{e['corpus']}/manifest.csv",
-        "folds": f"{RESULTS}/{e['corpus']}/folds/{e['protocol']}.csv",
-        "cache": f"{RESULTS}/{e['corpus']}/features/{e['encoder']}/manifest.json",
-    }
-
-
 rule train:
     input:
         unpack(train_inputs),

@@ -153,7 +153,7 @@ def run_training(*, manifest_csv: str, folds_csv: str, cache_dir: str, fold: int
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
             opt.step()
-            total += float(loss)
+            total += loss.detach().item()
             nb += 1
         row = {"epoch": epoch, "train_loss": total / nb, "seconds": round(time.time() - t0, 3)}
         if "val" in data:
