@@ -73,3 +73,21 @@ def test_lint_is_clean(tmp_path):
     wd = make_workdir(tmp_path)
     r = run_snakemake(wd, "--lint", "--configfile", "config/demo.yaml", check=False)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.slow
+def test_trace_walks_a_cell_down_to_the_raw_wav_hashes(demo_run):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    emorepro = str(Path(sys.executable).parent / "emorepro")
+    r = subprocess.run([emorepro, "trace", "results/tables/zhang2022_table4.tex", "--row", "Baseline (ACT)",
+                        "--col", "UA", "--max-raw", "100000"], cwd=demo_run, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    for rule in ("score", "train", "extract_features", "folds", "ingest"):
+        assert f"{rule} " in out
+    wavs = [l for l in out.splitlines() if l.strip().startswith("<- raw:") and ".wav" in l]
+    assert wavs and all(l.endswith("[ok]") for l in wavs)
+    assert "EmoEvaluation" in out and out.rstrip().endswith("VERIFIED: every link matches its recorded sha256")

@@ -41,6 +41,24 @@ def _fusion_search(a):
     search_npz(a.npz, ks, a.output)
 
 
+def _verify(a):
+    from .provenance import verify_tree
+
+    n, problems = verify_tree(a.root)
+    for line in problems:
+        print(line)
+    print(f"checked {n} provenance sidecars under {a.root}: " + (f"{len(problems)} problem(s)" if problems else "all ok"))
+    return 1 if problems or n == 0 else 0
+
+
+def _trace(a):
+    from .provenance import trace_cell
+
+    lines, ok = trace_cell(a.table, a.row, a.col, max_raw=a.max_raw)
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="emorepro", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true")
@@ -80,16 +98,26 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("-o", "--output", required=True)
     s.set_defaults(func=_fusion_search)
 
+    s = sub.add_parser("verify", help="re-hash every provenance sidecar under a tree")
+    s.add_argument("root", nargs="?", default="results")
+    s.set_defaults(func=_verify)
+    s = sub.add_parser("trace", help="walk one table cell down to the raw corpus files")
+    s.add_argument("table", help="results/tables/<table>.tex")
+    s.add_argument("--row", required=True)
+    s.add_argument("--col", required=True)
+    s.add_argument("--max-raw", type=int, default=5, help="raw corpus files printed per input (all are verified)")
+    s.set_defaults(func=_trace)
+
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     from .io import InputError
 
     try:
-        a.func(a)
+        rc = a.func(a)
     except InputError as e:
         print(f"emorepro: error: {e}", file=sys.stderr)
         return 2
-    return 0
+    return rc or 0
 
 
 if __name__ == "__main__":
