@@ -31,7 +31,8 @@ for _paper, _variants in config["experiments"].items():
         _key = f"experiments.{_paper}.{_variant}"
         _require(_e["corpus"] in config["corpora"], f"{_key}.corpus", f"{_e['corpus']!r} is not a key of corpora")
         _require(_e["protocol"] in config["protocols"], f"{_key}.protocol", f"{_e['protocol']!r} is not a key of protocols")
-        _require(_e["encoder"] in config["encoders"], f"{_key}.encoder", f"{_e['encoder']!r} is not a key of encoders")
+        for _role, _enc in _e["inputs"].items():
+            _require(_enc in config["encoders"], f"{_key}.inputs.{_role}", f"{_enc!r} is not a key of encoders")
 for _t, _spec in config["tables"].items():
     for _row in _spec["rows"]:
         _p, _, _v = _row["experiment"].partition("/")
@@ -75,7 +76,7 @@ def train_inputs(wc):
     return {
         "manifest": f"{RESULTS}/{e['corpus']}/manifest.csv",
         "folds": f"{RESULTS}/{e['corpus']}/folds/{e['protocol']}.csv",
-        "cache": f"{RESULTS}/{e['corpus']}/features/{e['encoder']}/manifest.json",
+        **{f"cache_{role}": f"{RESULTS}/{e['corpus']}/features/{enc}/manifest.json" for role, enc in e["inputs"].items()},
     }
 
 

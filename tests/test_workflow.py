@@ -40,7 +40,7 @@ def test_table_is_built_above_chance_with_provenance(demo_run):
         assert m["uar"] * 100 == pytest.approx(r["value"])
         prov = json.loads((wd / r["metrics"]).parent.joinpath("provenance.json").read_text())
         assert prov["seed"] == 1 and prov["params"]["fold"] == m["fold"]
-        assert {"manifest", "folds", "feature_cache"} <= set(prov["inputs"])
+        assert {"manifest", "folds", "feature_cache_audio"} <= set(prov["inputs"])
 
 
 @pytest.mark.slow

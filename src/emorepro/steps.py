@@ -104,19 +104,22 @@ def extract_features(manifest_csv: str, out_manifest: str, *, name: str, spec: M
                      extra={"note": "shard hashes are in the cache manifest (the output)"})
 
 
-def train(*, manifest_csv: str, folds_csv: str, cache_manifest: str, out_dir: str, fold: int, seed: int,
+def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, str], out_dir: str, fold: int, seed: int,
           classes: Sequence[str], model: str, model_params: Mapping, train_params: Mapping, run_id: Mapping) -> None:
+    """Train one fold and seed; ``caches`` maps a role (audio, text) to a cache's manifest.json."""
     from .train import run_training
 
     started = now()
-    summary = run_training(manifest_csv=manifest_csv, folds_csv=folds_csv, cache_dir=str(Path(cache_manifest).parent),
+    summary = run_training(manifest_csv=manifest_csv, folds_csv=folds_csv,
+                           caches={role: str(Path(m).parent) for role, m in caches.items()},
                            fold=fold, seed=seed, classes=classes, model=model, model_params=dict(model_params),
                            train=dict(train_params), out_dir=out_dir)
     out = Path(out_dir)
     write_provenance(out, rule="train", seed=seed,
                      params={**dict(run_id), "fold": fold, "classes": list(classes), "model": model,
                              "model_params": dict(model_params), "train": dict(train_params)},
-                     inputs={"manifest": manifest_csv, "folds": folds_csv, "feature_cache": cache_manifest},
+                     inputs={"manifest": manifest_csv, "folds": folds_csv,
+                             **{f"feature_cache_{role}": m for role, m in caches.items()}},
                      outputs=[out / "predictions.csv", out / "train_log.csv", out / "model.pt"],
                      started=started, extra={"summary": summary})
 

@@ -1,31 +1,58 @@
-"""Model registry: config names a model by key, never by evaluated code.
+"""Model registry: config names a model by key; nothing is ever evaluated from a string.
 
-Each family lives in its own module with a dataclass config; importing this package
-imports torch (models are torch modules) but nothing heavier.
+Each family lives in its own module (a dataclass config, the ``nn.Module``, and the
+:class:`~emorepro.train.Recipe` that feeds it from the feature cache).  Entries are
+loaded lazily so that looking up one family does not import the others.
 """
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from typing import Any
 
 
-def _zhang():
-    from .zhang_bilstm import ZhangBiLSTM, ZhangConfig
-    return ZhangBiLSTM, ZhangConfig
+@dataclass(frozen=True)
+class ModelEntry:
+    module: str        # module under emorepro.models
+    model: str         # nn.Module class
+    config: str        # dataclass config
+    recipe_name: str   # Recipe subclass
+    inputs: tuple[str, ...]  # cache roles the recipe reads, e.g. ("audio",) or ("audio", "text")
+
+    def _get(self, name: str):
+        return getattr(importlib.import_module(f"emorepro.models.{self.module}"), name)
+
+    @property
+    def model_cls(self):
+        return self._get(self.model)
+
+    @property
+    def config_cls(self):
+        return self._get(self.config)
+
+    @property
+    def recipe(self):
+        return self._get(self.recipe_name)
 
 
-# name -> loader returning (model class, config dataclass).  Loaders keep imports lazy.
-MODELS = {
-    "zhang_bilstm_att": _zhang,
+MODELS: dict[str, ModelEntry] = {
+    "zhang_bilstm_att": ModelEntry("zhang_bilstm", "ZhangBiLSTM", "ZhangConfig", "ZhangRecipe", ("audio",)),
 }
 
 
-def build_model(name: str, params: dict[str, Any]):
+def get_model(name: str) -> ModelEntry:
     if name not in MODELS:
         raise KeyError(f"config: model {name!r} unknown; registered: {sorted(MODELS)}")
-    cls, cfg_cls = MODELS[name]()
-    known = set(cfg_cls.__dataclass_fields__)
-    unknown = set(params) - known
+    return MODELS[name]
+
+
+def build_model(name: str, params: dict[str, Any]):
+    """Instantiate a registered model from config parameters (unknown keys are an error)."""
+    entry = get_model(name)
+    cfg_cls = entry.config_cls
+    unknown = set(params) - set(cfg_cls.__dataclass_fields__)
     if unknown:
-        raise KeyError(f"config: model {name!r} has no parameter(s) {sorted(unknown)}; known: {sorted(known)}")
+        raise KeyError(f"config: model {name!r} has no parameter(s) {sorted(unknown)}; "
+                       f"known: {sorted(cfg_cls.__dataclass_fields__)}")
     cfg = cfg_cls(**params)
-    return cls(cfg), cfg
+    return entry.model_cls(cfg), cfg

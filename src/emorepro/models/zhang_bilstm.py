@@ -77,3 +77,65 @@ class ZhangBiLSTM(nn.Module):
         if self.style is not None:
             out["style_logits"] = self.style(z)               # (B, n_styles)
         return out
+
+
+# --------------------------------------------------------------------------- recipe
+
+from dataclasses import dataclass as _dataclass  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from ..train import Recipe  # noqa: E402
+
+
+@_dataclass
+class ZhangData:
+    max_seconds: float = 7.5    # first 7.5 s, zero-padded (Zhang et al. Sec. 3.2)
+    frame_rate: float = 100.0   # fbank frames per second (10 ms shift)
+    layer: int = 0              # position in the cache's exposed layers
+    normalize: bool = True      # z-score with training-split statistics (padding stays zero)
+
+
+class ZhangRecipe(Recipe):
+    """Fixed-length fbank inputs: first ``max_seconds``, zero-padded; cross-entropy loss."""
+
+    input_keys = ("x", "lengths")
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.data = ZhangData(**ctx.cfg.data)
+        cache = ctx.caches["audio"]
+        max_frames = int(round(self.data.max_seconds * self.data.frame_rate))
+        self.x, self.lengths = {}, {}
+        for split, utts in ctx.splits.items():
+            if not utts:
+                continue
+            x = np.zeros((len(utts), max_frames, cache.dim), dtype=np.float32)   # (N, T, D)
+            lengths = np.zeros(len(utts), dtype=np.int64)
+            for i, u in enumerate(utts):
+                f = np.asarray(cache.layer(u, self.data.layer), dtype=np.float32)[:max_frames]
+                x[i, : len(f)] = f
+                lengths[i] = len(f)
+            self.x[split], self.lengths[split] = x, lengths
+        if self.data.normalize:
+            xt, lt = self.x["train"], self.lengths["train"]
+            real = np.concatenate([xt[i, :n] for i, n in enumerate(lt)])
+            mu, sd = real.mean(0), real.std(0) + 1e-5
+            for split, x in self.x.items():
+                for i, n in enumerate(self.lengths[split]):
+                    x[i, :n] = (x[i, :n] - mu) / sd
+        self.y = {s: ctx.labels(s) for s in self.x}
+
+    def build(self):
+        from . import build_model
+
+        return build_model("zhang_bilstm_att", {**self.ctx.model_params, "n_classes": len(self.ctx.classes),
+                                                "n_mels": self.ctx.caches["audio"].dim})[0]
+
+    def batch(self, split, idx):
+        d = self.ctx.device
+        return {"x": torch.from_numpy(self.x[split][idx]).to(d), "lengths": torch.from_numpy(self.lengths[split][idx]).to(d),
+                "label": torch.from_numpy(self.y[split][idx]).to(d)}
+
+    def loss(self, out, batch, epoch):
+        return F.cross_entropy(out["logits"], batch["label"])
