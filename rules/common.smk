@@ -91,12 +91,29 @@ def table_runs(table):
 
 
 def table_inputs(wildcards):
-    return sorted({r["metrics"] for rows in table_runs(wildcards.table).values() for r in rows})
+    """The metrics of every run; their predictions too when the table computes bootstrap statistics."""
+    metrics = {r["metrics"] for rows in table_runs(wildcards.table).values() for r in rows}
+    if config["tables"][wildcards.table].get("stats"):
+        metrics |= {m.replace("metrics.json", "predictions.csv") for m in metrics}
+    return sorted(metrics)
 
 
 def enabled_tables():
     return [t for t, spec in config["tables"].items() if spec["paper"] in config["papers"]]
 
 
+def table_experiments():
+    """(paper, variant) of every experiment that an enabled table shows."""
+    seen = []
+    for t in enabled_tables():
+        for row in config["tables"][t]["rows"]:
+            pv = tuple(row["experiment"].split("/", 1))
+            if pv not in seen:
+                seen.append(pv)
+    return seen
+
+
 def get_final_output():
-    return [f"{RESULTS}/tables/{t}.tex" for t in enabled_tables()]
+    tables = [f"{RESULTS}/tables/{t}.tex" for t in enabled_tables()]
+    figures = [f"{RESULTS}/figures/confusion/{p}/{v}.pdf" for p, v in table_experiments()]
+    return tables + figures

@@ -9,7 +9,7 @@ rule table:
         csv=f"{RESULTS}/tables/{{table}}.csv",
         md=f"{RESULTS}/tables/{{table}}.md",
     params:
-        spec=lambda wc: {"name": wc.table, **config["tables"][wc.table]},
+        spec=lambda wc: {"name": wc.table, "classes": config["classes"], **config["tables"][wc.table]},
         runs=lambda wc: table_runs(wc.table),
     log:
         f"{RESULTS}/logs/table/{{table}}.log",
@@ -17,3 +17,22 @@ rule table:
         "../envs/report.yaml"
     script:
         "../workflow/scripts/table.py"
+
+
+rule confusion:
+    input:
+        metrics=lambda wc: [f"{d}/metrics.json" for _, _, d in experiment_runs(wc.paper, wc.variant)],
+    output:
+        pdf=report(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}.pdf", category="Confusion matrices"),
+        png=f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}.png",
+        tex=f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}.tex",
+        csv=f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}.csv",
+    params:
+        classes=config["classes"],
+        title=lambda wc: f"{wc.paper} / {wc.variant}: test predictions pooled over all folds and seeds",
+    log:
+        f"{RESULTS}/logs/confusion/{{paper}}/{{variant}}.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/confusion.py"

@@ -12,6 +12,7 @@ import pytest
 from emorepro import steps
 from emorepro.cli import main
 from emorepro.io import InputError
+from emorepro.provenance import now, write_provenance
 
 CLASSES = ["neu", "hap", "ang", "sad"]
 SPEC = {
@@ -36,6 +37,8 @@ def _make_runs(tmp_path, accuracy):
             p = np.where(rng.random(60) < accuracy, y, rng.integers(0, 4, 60))
             pd.DataFrame({"utt_id": [f"u{i}" for i in range(60)], "fold": fold, "split": "test", "label": y,
                           "pred": p}).to_csv(d / "predictions.csv", index=False)
+            write_provenance(d, rule="train", params={"fold": fold}, seed=seed, inputs=None,
+                             outputs=[d / "predictions.csv"], started=now())
             steps.score(str(d / "predictions.csv"), str(d / "metrics.json"), classes=CLASSES, fold=fold, seed=seed)
             runs.append({"metrics": str(d / "metrics.json"), "fold": fold, "seed": seed})
     return runs
@@ -125,3 +128,78 @@ def test_trace_walks_to_the_predictions_and_reports_ok(table, capsys):
     assert text.count("<- predictions:") == 6
     assert main(["trace", str(out / "toy_table.tex"), "--row", "Nope", "--col", "Sad"]) == 1
     assert "no cell row='Nope'" in capsys.readouterr().out
+
+
+STATS_SPEC = {**SPEC, "classes": CLASSES, "stats": {"bootstrap": 200, "seed": 7, "columns": ["UA", "Sad"]},
+              "rows": [SPEC["rows"][0], {**SPEC["rows"][1], "compare_to": "Model A"}]}
+
+
+def _independent_ci(runs, metric_fn, n, seed):
+    """The documented method, written plainly with scikit-learn (slow, small n)."""
+    rows = {}
+    for r in runs:
+        df = pd.read_csv(r["metrics"].replace("metrics.json", "predictions.csv"))
+        rows.setdefault(r["seed"], {})[r["fold"]] = df
+    rng = np.random.default_rng(seed)
+    sizes = {f: len(d) for f, d in rows[1].items()}
+    vals = []
+    for _ in range(n):
+        idx = {f: rng.integers(0, m, m) for f, m in sorted(sizes.items())}
+        vals.append(np.mean([np.mean([metric_fn(d["label"].to_numpy()[idx[f]], d["pred"].to_numpy()[idx[f]])
+                                      for f, d in sorted(rows[s].items())]) for s in sorted(rows)]))
+    return np.quantile(vals, 0.025), np.quantile(vals, 0.975)
+
+
+def test_bootstrap_ci_and_paired_test(tmp_path, monkeypatch):
+    from sklearn.metrics import balanced_accuracy_score
+
+    monkeypatch.chdir(tmp_path)
+    runs = {"Model A": _make_runs(tmp_path, 0.7), "Model_B": _make_runs(tmp_path, 0.4)}
+    # Same utterance ids in both rows: make B's predictions files list A's utterances (they do: u0..u59).
+    out = tmp_path / "tables"
+    steps.table(STATS_SPEC, runs, str(out / "s.tex"), str(out / "s.csv"), str(out / "s.md"))
+    df = pd.read_csv(out / "s.csv")
+    ua_a = df[(df["row"] == "Model A") & (df["column"] == "UA")].iloc[0]
+    ua_b = df[(df["row"] == "Model_B") & (df["column"] == "UA")].iloc[0]
+    assert ua_a["ci_low"] < ua_a["ours_mean"] < ua_a["ci_high"]
+    lo, hi = _independent_ci(runs["Model A"], balanced_accuracy_score, 200, 7)
+    assert (ua_a["ci_low"], ua_a["ci_high"]) == pytest.approx((lo * 100, hi * 100))
+    assert ua_b["compare_to"] == "Model A" and ua_b["p_value"] < 0.01
+    assert ua_b["diff_vs_compare"] == pytest.approx(ua_b["ours_mean"] - ua_a["ours_mean"])
+    assert np.isnan(df[(df["row"] == "Model A") & (df["column"] == "WA")].iloc[0]["ci_low"])  # WA not requested
+    tex = (out / "s.tex").read_text()
+    assert r"95\% CI" in tex and "percentile bootstrap" in tex
+    # Seeded: the same spec gives the same table bytes.
+    steps.table(STATS_SPEC, runs, str(out / "t.tex"), str(out / "t.csv"), str(out / "t.md"))
+    assert (out / "t.csv").read_bytes() == (out / "s.csv").read_bytes()
+
+
+def test_compare_to_must_name_a_row(table, tmp_path):
+    _, runs = table
+    bad = {**STATS_SPEC, "rows": [STATS_SPEC["rows"][0], {**STATS_SPEC["rows"][1], "compare_to": "Nobody"}]}
+    with pytest.raises(InputError, match="compare_to: 'Nobody' is not a row"):
+        steps.table(bad, runs, str(tmp_path / "x.tex"), str(tmp_path / "x.csv"), str(tmp_path / "x.md"))
+
+
+def test_confusion_outputs(table, tmp_path):
+    from emorepro.figures import row_percent, summed_confusion, write_confusion
+
+    _, runs = table
+    files = [r["metrics"] for r in runs["Model A"]]
+    counts = summed_confusion(files, ["sad", "neu", "hap", "ang"])  # a different display order
+    direct = sum(np.array(json.load(open(f))["confusion"]) for f in files)
+    order = [CLASSES.index(c) for c in ["sad", "neu", "hap", "ang"]]
+    assert (counts == direct[np.ix_(order, order)]).all()
+    pct = row_percent(counts)
+    assert np.allclose(pct.sum(1), 100)
+    out = tmp_path / "cm"
+    write_confusion(counts, ["sad", "neu", "hap", "ang"], "toy", str(out / "a.pdf"), str(out / "a.png"),
+                    str(out / "a.tex"), str(out / "a.csv"))
+    assert (out / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "a.pdf").read_bytes()[:5] == b"%PDF-"
+    tex = (out / "a.tex").read_text()
+    assert r"\toprule" in tex and f"{pct[0, 0]:.1f} ({counts[0, 0]})" in tex
+    first = (out / "a.pdf").read_bytes()
+    write_confusion(counts, ["sad", "neu", "hap", "ang"], "toy", str(out / "a.pdf"), str(out / "a.png"),
+                    str(out / "a.tex"), str(out / "a.csv"))
+    assert (out / "a.pdf").read_bytes() == first

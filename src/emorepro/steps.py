@@ -147,3 +147,15 @@ def table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[Mapping[str, Any]
     write_provenance(out_tex, rule="table", params={"spec": dict(spec)}, inputs={"metrics": metrics},
                      outputs=[out_tex, out_csv, out_md], started=started,
                      extra={"cells": cells, "aggregation_rule": T.caption_rule(spec)})
+
+
+def confusion(metrics_files: Sequence[str], *, classes: Sequence[str], title: str, pdf: str, png: str, tex: str,
+              csv: str) -> None:
+    """Confusion matrix summed over runs: figure (PDF, PNG), LaTeX tabular and CSV."""
+    from .figures import summed_confusion, write_confusion
+
+    started = now()
+    counts = summed_confusion(metrics_files, classes)
+    write_confusion(counts, classes, title, pdf, png, tex, csv)
+    write_provenance(pdf, rule="confusion", params={"classes": list(classes), "title": title},
+                     inputs={"metrics": list(metrics_files)}, outputs=[pdf, png, tex, csv], started=started)

@@ -96,6 +96,16 @@ def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *
         if bad:
             raise InputError(f"config: tables.{spec['name']}.rows[{r['name']!r}].reported: key(s) {bad} match no "
                              f"column; columns are {col_names}")
+    stats = spec.get("stats") or {}
+    stat_cols = set(stats.get("columns", [])) if stats else set()
+    bad = sorted(stat_cols - set(col_names))
+    if bad:
+        raise InputError(f"config: tables.{spec['name']}.stats.columns: {bad} match no column; columns are {col_names}")
+    for r in spec["rows"]:
+        if r.get("compare_to") and r["compare_to"] not in row_names:
+            raise InputError(f"config: tables.{spec['name']}.rows[{r['name']!r}].compare_to: {r['compare_to']!r} "
+                             f"is not a row; rows are {row_names}")
+    boot_rows = _load_bootstrap_rows(spec, runs) if stat_cols else {}
     tidy = []
     for r in spec["rows"]:
         refs = runs.get(r["name"], [])
@@ -118,9 +128,13 @@ def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *
             p_mean, p_std = _reported((r.get("reported") or {}).get(c["name"]))
             diff = mean - p_mean
             outside = bool(not math.isnan(p_std) and not math.isnan(diff) and abs(diff) > p_std)
+            st = _cell_stats(spec, r, c, boot_rows) if c["name"] in stat_cols else {}
             tidy.append({"row": r["name"], "column": c["name"], "metric": c["metric"], "ours_mean": mean,
                          "ours_std": std, "n_seeds": n_seeds, "n_runs": len(cells), "paper": p_mean,
                          "paper_std": p_std, "diff": diff, "outside_paper_band": outside,
+                         "ci_low": st.get("ci_low", math.nan), "ci_high": st.get("ci_high", math.nan),
+                         "compare_to": st.get("compare_to", ""), "diff_vs_compare": st.get("diff_vs_compare", math.nan),
+                         "p_value": st.get("p_value", math.nan),
                          "runs": ";".join(str(Path(x["metrics"]).parent) for x in cells), "_cells": cells})
     df = pd.DataFrame(tidy)
     df["row"] = pd.Categorical(df["row"], row_names, ordered=True)
@@ -128,11 +142,49 @@ def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *
     return df.sort_values(["row", "column"]).reset_index(drop=True)
 
 
+def _load_bootstrap_rows(spec, runs) -> dict:
+    from .stats import load_row
+
+    out = {}
+    for r in spec["rows"]:
+        files = {}
+        for ref in runs.get(r["name"], []):
+            pred = str(Path(ref.metrics).parent / "predictions.csv")
+            if not os.path.exists(pred):
+                raise InputError(f"table {spec['name']}: row {r['name']!r}: missing {pred} (needed for the bootstrap)")
+            check_against_sidecar(pred)
+            files[(ref.seed, ref.fold)] = pred
+        out[r["name"]] = load_row(files) if files else None
+    return out
+
+
+def _cell_stats(spec, row, col, boot_rows) -> dict:
+    from . import stats as S
+
+    metric, st = col["metric"], spec["stats"]
+    if not S.supported(metric) or boot_rows.get(row["name"]) is None:
+        return {}
+    classes = spec.get("classes") or []
+    if metric.startswith("recall.") and not classes:
+        raise InputError(f"config: tables.{spec['name']}: per-class bootstrap needs the class list")
+    scale = float(spec.get("scale", 1.0))
+    n, seed = int(st.get("bootstrap", 1000)), int(st.get("seed", 0))
+    lo, hi = S.bootstrap_ci(boot_rows[row["name"]], metric, classes, n=n, seed=seed)
+    out = {"ci_low": lo * scale, "ci_high": hi * scale}
+    other = row.get("compare_to")
+    if other and boot_rows.get(other) is not None:
+        d, p = S.paired_test(boot_rows[row["name"]], boot_rows[other], metric, classes, n=n, seed=seed)
+        out.update(compare_to=other, diff_vs_compare=d * scale, p_value=p)
+    return out
+
+
 def check_against_sidecar(path: str) -> None:
     """Refuse an input whose bytes differ from what its provenance sidecar recorded."""
-    side = sidecar_path(path)
-    if not side.exists():
-        raise InputError(f"{path}: no provenance sidecar {side.name}; cannot vouch for it")
+    from .provenance import sidecar_for
+
+    side = sidecar_for(path)
+    if side is None:
+        raise InputError(f"{path}: no provenance sidecar {sidecar_path(path).name}; cannot vouch for it")
     rec = read_json(side)
     for o in rec.get("outputs", []):
         if os.path.abspath(o["path"]) == os.path.abspath(path):
@@ -163,8 +215,14 @@ def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str)
         wide_md[key][(str(t["column"]), "paper")] = _fmt(t["paper"], t["paper_std"], digits, False)
         wide_md[key][(str(t["column"]), "diff")] = "" if math.isnan(t["diff"]) else (
             f"{t['diff']:+.{digits}f}" + (" †" if t["outside_paper_band"] else ""))
+        if not math.isnan(t["ci_low"]):
+            wide_tex[key][(str(t["column"]), "95\\% CI")] = f"[{t['ci_low']:.{digits}f}, {t['ci_high']:.{digits}f}]"
+            wide_md[key][(str(t["column"]), "95% CI")] = f"[{t['ci_low']:.{digits}f}, {t['ci_high']:.{digits}f}]"
+        if t["compare_to"]:
+            wide_tex[key][(str(t["column"]), "p")] = f"{t['p_value']:.3f}"
+            wide_md[key][(str(t["column"]), "p")] = f"{t['p_value']:.3f} (vs {t['compare_to']})"
     rows = [str(r) for r in df["row"].cat.categories]
-    tex = pd.DataFrame.from_dict(wide_tex, orient="index").reindex(rows)
+    tex = _ordered(pd.DataFrame.from_dict(wide_tex, orient="index").reindex(rows).fillna(""), df)
     tex.columns = pd.MultiIndex.from_tuples(tex.columns, names=["", ""])
     tex.index = [_latex_escape(r) for r in tex.index]
     tex.columns = pd.MultiIndex.from_tuples([(_latex_escape(a), b) for a, b in tex.columns])
@@ -174,7 +232,7 @@ def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str)
     write_text(out_tex, latex)
     csv = df.drop(columns=["_cells"])
     write_csv(out_csv, csv, float_format="%.6g")
-    md = pd.DataFrame.from_dict(wide_md, orient="index").reindex(rows)
+    md = _ordered(pd.DataFrame.from_dict(wide_md, orient="index").reindex(rows).fillna(""), df)
     md.columns = [f"{a} ({b})" for a, b in md.columns]
     write_text(out_md, f"**{spec.get('title', spec['name'])}**\n\n{md.to_markdown()}\n\n_{caption_rule(spec)}_\n")
     return {str(t["row"]) + " | " + str(t["column"]): {
@@ -184,9 +242,21 @@ def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str)
         "scale": float(spec.get("scale", 1.0)), "runs": t["_cells"]} for _, t in df.iterrows()}
 
 
+def _ordered(wide, df):
+    """Columns grouped by metric (spec order), sub-columns in a fixed order, whatever row came first."""
+    kinds = ["ours", "paper", "diff", "95\\% CI", "95% CI", "p"]
+    cols = [(str(c), k) for c in df["column"].cat.categories for k in kinds if (str(c), k) in wide.columns]
+    return wide[cols]
+
+
 def caption_rule(spec: Mapping[str, Any]) -> str:
     agg = AGGREGATIONS[spec.get("aggregate", "fold_mean_seed_mean_std")]
     parts = [f"Ours: {agg}.", "Paper: as reported; diff = ours - paper; dagger marks ours outside the paper's +/- band."]
+    if spec.get("stats"):
+        st = spec["stats"]
+        parts.append(f"95% CI: percentile bootstrap over utterances resampled within folds ({st.get('bootstrap', 1000)} "
+                     f"replicates, seed {st.get('seed', 0)}); p: two-sided paired bootstrap against the row named in "
+                     "compare_to, same replicates.")
     parts += list(spec.get("notes", []))
     return " ".join(parts)
 
