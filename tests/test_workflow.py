@@ -91,3 +91,19 @@ def test_trace_walks_a_cell_down_to_the_raw_wav_hashes(demo_run):
     wavs = [l for l in out.splitlines() if l.strip().startswith("<- raw:") and ".wav" in l]
     assert wavs and all(l.endswith("[ok]") for l in wavs)
     assert "EmoEvaluation" in out and out.rstrip().endswith("VERIFIED: every link matches its recorded sha256")
+
+
+@pytest.mark.slow
+def test_confusion_figures_and_snakemake_report(demo_run):
+    wd = demo_run
+    fig = wd / "results/figures/confusion/zhang2022/baseline_act"
+    assert fig.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
+    assert fig.with_suffix(".png").stat().st_size > 5000
+    cm = pd.read_csv(fig.with_suffix(".csv"))
+    table = pd.read_csv(wd / "results/tables/zhang2022_table4.csv")
+    n_test = sum(json.loads(p.read_text())["n"] for p in (wd / "results/runs").rglob("metrics.json"))
+    assert cm[["neu", "hap", "ang", "sad"]].to_numpy().sum() == n_test
+    assert not table["ci_low"][table["column"] == "UA"].isna().any()  # the config asks for bootstrap CIs
+    run_snakemake(wd, *CONFIG, "--report", "report.html")
+    html = (wd / "report.html").read_text(errors="replace")
+    assert "zhang2022_table4" in html and "Confusion matrices" in html
