@@ -90,7 +90,9 @@ start_daemon() {
   local name=$1 out=$2; shift 2
   # We are never a process-group leader here, so setsid(1) execs in place and
   # $! is the daemon's own pid (setpriv, used for munged, also execs).
-  setsid "$@" </dev/null >>"$out" 2>&1 &
+  # 9>&-: the daemon must not inherit our up.lock descriptor, or it would hold
+  # the lock for its whole life and block the next call of this script.
+  setsid "$@" </dev/null >>"$out" 2>&1 9>&- &
   local pid=$! end=$(( $(date +%s) + 10 ))
   # Wait until the exec chain (bash -> setsid -> [setpriv ->] daemon) is done.
   until [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]; do
@@ -203,8 +205,11 @@ GresTypes=gpu
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStoragePort=6819
-# Record gres/gpu in accounting so "sacct -o ReqTRES,AllocTRES" shows GPU requests.
+# Record gres/gpu in accounting so "sacct -o ReqTRES,AllocTRES" shows GPU requests,
+# and the job comment (the plugin sets it to rule_<name>) so "sacct -o Comment" maps
+# Slurm jobs back to rules.
 AccountingStorageTRES=gres/gpu
+AccountingStoreFlags=job_comment
 JobCompType=jobcomp/none
 StateSaveLocation=/var/lib/slurm/slurmctld
 SlurmdSpoolDir=/var/lib/slurm/slurmd
