@@ -181,6 +181,13 @@ def test_fairseq2_backend_matches_transformers(ckpts, tmp_path, variant):
     for x, y in zip(a, b):
         assert x.shape == y.shape
         np.testing.assert_allclose(y, x, atol=1e-4, rtol=1e-4)
+    # the same weights through fairseq2's own model hub, from a local asset card
+    from emorepro.encoders.fairseq2_backend import write_fairseq2_asset_card
+
+    write_fairseq2_asset_card(str(fs2_dir), str(tmp_path / "card.yaml"))
+    fc = load_encoder(EncoderSpec("w", "wav2vec2", "fairseq2", checkpoint=str(tmp_path / "card.yaml"), layers=layers), device="cpu")
+    for x, y in zip(a, fc.encode(wavs)):
+        np.testing.assert_allclose(y, x, atol=1e-4, rtol=1e-4)
     # the comparison is sensitive: a perturbed weight is detected
     with torch.no_grad():
         fs.model.encoder.layers[1].ffn.output_proj.bias[3] += 0.5

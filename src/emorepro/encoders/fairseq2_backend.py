@@ -17,7 +17,19 @@ pre-training-only modules ``masker``/``quantizer``/``final_proj``/``final_target
 ignored), or an original fairseq (v1) wav2vec2 checkpoint, converted on load with
 ``fairseq2.models.wav2vec2.convert_wav2vec2_state_dict``.
 
-:func:`convert_hf_wav2vec2_to_fairseq2` writes this format from a transformers
+(The fairseq v1 conversion path is fairseq2's own code and is not exercised by our tests:
+no v1 checkpoint is available offline.)
+
+Asset card (``spec.checkpoint`` ending in ``.yaml``/``.yml``)
+    a fairseq2 asset card (``name``, ``model_family: wav2vec2``, ``model_arch``
+    (``base``/``large``/``large_lv60k``), optional ``model_config`` overrides, ``checkpoint``:
+    ``file://`` URI or a path relative to the card, optional ``do_normalize``), loaded with
+    fairseq2's own ``get_wav2vec2_model_hub().load_model(card)``; only its ``encoder_frontend``
+    and ``encoder`` are used.  :func:`write_fairseq2_asset_card` makes one from a converted
+    directory.  ``do_normalize`` defaults to False for ``base``/``large`` (trained on raw
+    waveforms) and True otherwise.
+
+:func:`convert_hf_wav2vec2_to_fairseq2` writes the directory format from a transformers
 ``Wav2Vec2Model``/``Wav2Vec2ForCTC`` directory (HuBERT directories convert as well: the
 encoder architecture is the same).
 
@@ -74,6 +86,21 @@ def _config_to_json(cfg) -> dict:
     return d
 
 
+def _ensure_fairseq2_initialised() -> None:
+    """``init_fairseq2()`` once per process (the model hub needs it; it refuses a second call)."""
+    from fairseq2 import init_fairseq2
+    from fairseq2.error import InvalidOperationError
+
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fairseq2-internal deprecations
+            init_fairseq2(no_progress=True)
+    except InvalidOperationError:
+        pass
+
+
 class _Wav2Vec2EncoderModel(torch.nn.Module):
     """The inference part of fairseq2's ``Wav2Vec2Model``, with the same parameter names."""
 
@@ -87,6 +114,7 @@ class _Wav2Vec2EncoderModel(torch.nn.Module):
 
 
 def build_encoder_model(cfg) -> torch.nn.Module:
+    _ensure_fairseq2_initialised()  # fairseq2 layers look up the runtime (gangs) when built
     return _Wav2Vec2EncoderModel(cfg)
 
 
@@ -108,6 +136,9 @@ class Fairseq2Wav2Vec2Encoder(Encoder):
         if not spec.checkpoint:
             raise ValueError(f"encoder {spec.name!r}: no checkpoint given")
         d = Path(spec.checkpoint)
+        if d.suffix in (".yaml", ".yml"):
+            self._init_from_asset_card(d)
+            return
         missing = [f for f in (CONFIG_FILE, WEIGHTS_FILE) if not (d / f).is_file()]
         if missing:
             raise FileNotFoundError(
@@ -118,21 +149,57 @@ class Fairseq2Wav2Vec2Encoder(Encoder):
         meta = json.loads((d / CONFIG_FILE).read_text())
         if meta.get("format") != FORMAT:
             raise ValueError(f"{d / CONFIG_FILE}: format {meta.get('format')!r}, expected {FORMAT!r}")
-        self.cfg = cfg = _encoder_config(meta["encoder_config"])
-        if cfg.use_fbank or cfg.use_conformer or cfg.pos_encoder_type != "conv":
-            raise NotImplementedError(f"encoder {spec.name!r}: only waveform input, conv positional encoding and "
-                                      "Transformer (not Conformer) encoders are supported")
+        cfg = _encoder_config(meta["encoder_config"])
         model = build_encoder_model(cfg)
         sd = _load_state_dict(d / WEIGHTS_FILE, cfg)
         res = model.load_state_dict(sd, strict=False)
         if res.missing_keys or res.unexpected_keys:
             raise ValueError(f"encoder {spec.name!r}: {d / WEIGHTS_FILE} does not match the config in {CONFIG_FILE}: "
                              f"missing {res.missing_keys[:5]}, unexpected {res.unexpected_keys[:5]}")
+        self._finish(model, cfg, meta.get("do_normalize", True))
+
+    def _init_from_asset_card(self, card_path: Path) -> None:
+        """Load through fairseq2's own model hub from a local asset card (YAML)."""
+        import yaml
+        from fairseq2.assets import AssetCard
+        from fairseq2.models.wav2vec2 import get_wav2vec2_model_hub
+
+        spec = self.spec
+        if not card_path.is_file():
+            raise FileNotFoundError(f"encoder {spec.name!r}: asset card {card_path} does not exist")
+        meta = yaml.safe_load(card_path.read_text())
+        missing = [k for k in ("name", "model_family", "model_arch", "checkpoint") if k not in (meta or {})]
+        if missing:
+            raise ValueError(f"{card_path}: asset card lacks field(s) {missing}")
+        if meta["model_family"] != "wav2vec2":
+            raise ValueError(f"{card_path}: model_family {meta['model_family']!r}, expected 'wav2vec2'")
+        ckpt = str(meta["checkpoint"])
+        if "://" not in ckpt:
+            p = Path(ckpt) if os.path.isabs(ckpt) else (card_path.parent / ckpt)
+            if not p.is_file():
+                raise FileNotFoundError(f"{card_path}: checkpoint {p} does not exist")
+            meta["checkpoint"] = p.resolve().as_uri()
+        _ensure_fairseq2_initialised()
+        full = get_wav2vec2_model_hub().load_model(AssetCard(str(meta["name"]), meta), device=torch.device("cpu"))
+        model = torch.nn.Module()
+        model.encoder_frontend, model.encoder = full.encoder_frontend, full.encoder
+        cfg = full.encoder_config if hasattr(full, "encoder_config") else None
+        if cfg is None:
+            cfg = get_wav2vec2_model_hub().get_model_config(AssetCard(str(meta["name"]), meta)).encoder_config
+        default_norm = meta.get("do_normalize", {"base": False, "large": False}.get(meta["model_arch"], True))
+        self._finish(model, cfg, default_norm)
+
+    def _finish(self, model: torch.nn.Module, cfg, do_normalize_default: bool) -> None:
+        spec, device = self.spec, self.device
+        if cfg.use_fbank or cfg.use_conformer or cfg.pos_encoder_type != "conv":
+            raise NotImplementedError(f"encoder {spec.name!r}: only waveform input, conv positional encoding and "
+                                      "Transformer (not Conformer) encoders are supported")
+        self.cfg = cfg
         self.model = model.eval().requires_grad_(False).to(device)
         self.dim = int(cfg.model_dim)
         self.n_hidden = int(cfg.num_encoder_layers) + 1
         self.resolved_layers = resolve_layers(spec.layers, self.n_hidden, spec.name)
-        self.do_normalize = bool(spec.options.get("do_normalize", meta.get("do_normalize", True)))
+        self.do_normalize = bool(spec.options.get("do_normalize", do_normalize_default))
         descs = cfg.feature_extractor_layer_descs
         self.min_samples = conv_receptive_field([k for _, k, _ in descs], [s for _, _, s in descs])
         self.frames_per_second = 16000.0 / float(np.prod([s for _, _, s in descs]))
@@ -315,3 +382,40 @@ def convert_hf_wav2vec2_to_fairseq2(hf_dir: str, out_dir: str) -> None:
         torch.save(out_sd, tmp)
     write_json(out / CONFIG_FILE, {"format": FORMAT, "encoder_config": fields, "do_normalize": do_norm,
                                    "source": f"converted from transformers {cls.__name__} at {os.path.abspath(hf_dir)}"})
+
+
+def write_fairseq2_asset_card(fs2_dir: str, card_path: str, name: str = "emorepro_wav2vec2") -> None:
+    """Turn a :func:`convert_hf_wav2vec2_to_fairseq2` directory into a fairseq2 asset card.
+
+    fairseq2's hub loads a *full* ``Wav2Vec2Model`` checkpoint (with the pre-training
+    quantizer and projections), so this writes ``<fs2_dir>/wav2vec2_full.pt`` with the
+    converted encoder weights and freshly initialised pre-training modules (unused for
+    feature extraction), and a card (``model_family: wav2vec2``, ``model_arch: base``,
+    ``model_config`` overrides with the real encoder config, ``checkpoint: file://...``).
+    ``load_encoder(EncoderSpec(..., backend="fairseq2", checkpoint=card_path))`` then goes
+    through ``get_wav2vec2_model_hub().load_model(card)``.
+    """
+    import yaml
+    from fairseq2.models.wav2vec2 import Wav2Vec2Config, create_wav2vec2_model
+
+    from ..io import atomic_path, write_text
+
+    _ensure_fairseq2_initialised()
+    d = Path(fs2_dir)
+    meta = json.loads((d / CONFIG_FILE).read_text())
+    enc_fields = dict(meta["encoder_config"])
+    extra = {"final_dim": min(256, enc_fields["model_dim"]), "quantized_dim": min(256, enc_fields["model_dim"])}
+    full = create_wav2vec2_model(Wav2Vec2Config(encoder_config=_encoder_config(enc_fields), **extra))
+    sd = full.state_dict()
+    enc_sd = torch.load(d / WEIGHTS_FILE, map_location="cpu")
+    unknown = sorted(set(enc_sd) - set(sd))
+    if unknown:
+        raise RuntimeError(f"{d / WEIGHTS_FILE}: keys not in fairseq2 Wav2Vec2Model: {unknown[:5]}")
+    sd.update(enc_sd)
+    with atomic_path(d / "wav2vec2_full.pt") as tmp:
+        torch.save({"model": sd}, tmp)
+    card = {"name": name, "model_family": "wav2vec2", "model_arch": "base",
+            "model_config": {"encoder_config": enc_fields, **extra},
+            "checkpoint": (d / "wav2vec2_full.pt").resolve().as_uri(),
+            "do_normalize": bool(meta.get("do_normalize", True))}
+    write_text(card_path, yaml.safe_dump(card, sort_keys=False))

@@ -122,7 +122,10 @@ def read_wav(path: str) -> np.ndarray:
 
 
 def checkpoint_hashes(checkpoint: str | None) -> dict[str, str] | None:
-    """sha256 of every file under a local checkpoint directory (None for hub ids / no checkpoint)."""
+    """sha256 of every file under a local checkpoint directory (or of a local checkpoint file,
+    e.g. a fairseq2 asset card; the checkpoint it points to is not followed); None for hub ids."""
+    if checkpoint and os.path.isfile(checkpoint):
+        return {os.path.basename(checkpoint): sha256_file(checkpoint)}
     if not checkpoint or not os.path.isdir(checkpoint):
         return None
     root = Path(checkpoint)
@@ -349,6 +352,7 @@ def extract_to_cache(
                     break
                 metas[i] = _extract_shard(out, i, shards[i], encoder, modality, config_key,
                                           batch_max_seconds, batch_max_items, bar)
+                _release_freed_memory()
                 report["computed_shards"].append(i)
                 report["n_utts"] += len(shards[i])
                 if modality == "audio":
@@ -407,6 +411,31 @@ def extract_to_cache(
     return report
 
 
+def _release_freed_memory() -> None:
+    """Return freed heap pages to the OS after each shard (glibc ``malloc_trim``; no-op elsewhere).
+
+    The writer holds at most one shard plus one batch, but glibc's dynamic mmap threshold
+    lets freed shard buffers stay in the heap, where fragmentation slowly raises RSS.  For a
+    hard bound also set ``MALLOC_MMAP_THRESHOLD_=1048576`` (and, for audio encoders,
+    ``ONEDNN_PRIMITIVE_CACHE_CAPACITY``: oneDNN caches one conv primitive per distinct input
+    length, up to 1024 by default); see benchmarks/feature_cache.py.
+    """
+    global _LIBC
+    if _LIBC is None:
+        try:
+            import ctypes
+
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = None
+
+
 def _same_json(path: Path, obj: dict) -> bool:
     try:
         return read_json(path) == json.loads(json.dumps(obj))
@@ -454,6 +483,26 @@ def _extract_shard(out: Path, i: int, rows: list[dict], encoder: Encoder, modali
             "config_key": config_key, "utts": utts}
     write_json(out / _shard_meta_name(i), meta)
     return meta
+
+
+def verify_cache(cache_dir: str | os.PathLike, invalidate: bool = False) -> list[str]:
+    """Hash every shard of a complete cache; return the names of bad shards.
+
+    With ``invalidate=True`` a cache with bad shards loses its ``manifest.json``, so the
+    Snakemake rule that declares it re-runs, and :func:`extract_to_cache` then recomputes
+    only the bad shards (the good ones are reused after their own hash check).
+    """
+    d = Path(cache_dir)
+    man = read_json(d / MANIFEST)
+    bad = []
+    for k, info in enumerate(man["shards"]):
+        p = d / info["file"]
+        shape = (man["n_layers"], int(info["n_frames"]), man["dim"])
+        if not p.is_file() or p.stat().st_size != _expected_shard_bytes(shape) or sha256_file(p) != info["sha256"]:
+            bad.append(info["file"])
+    if bad and invalidate:
+        (d / MANIFEST).unlink(missing_ok=True)
+    return bad
 
 
 # --------------------------------------------------------------------------- readers
