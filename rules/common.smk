@@ -1,5 +1,6 @@
 # Config validation and the small input functions every stage uses.
 import os
+import re
 
 from snakemake.utils import validate
 
@@ -24,24 +25,57 @@ def _require(cond, key, msg):
         raise ValueError(f"config: {key}: {msg}")
 
 
+def row_experiments(row):
+    """A table row's experiments: one "<paper>/<variant>", or a list averaged per fold and seed."""
+    x = row["experiment"]
+    return [x] if isinstance(x, str) else list(x)
+
+
+def is_union(corpus):
+    """A union corpus (format: union) is built from its members' manifests, folds and caches."""
+    return config["corpora"][corpus]["format"] == "union"
+
+
+def _names_regex(names):
+    return "|".join(re.escape(n) for n in names) or "(?!)"  # (?!) matches nothing
+
+
+NATIVE_CORPORA = _names_regex(n for n in config["corpora"] if not is_union(n))
+UNION_CORPORA = _names_regex(n for n in config["corpora"] if is_union(n))
+
 for _name, _c in config["corpora"].items():
+    if is_union(_name):
+        _require(_c["members"], f"corpora.{_name}.members", "a union corpus needs {member corpus: protocol}")
+        for _m, _p in _c["members"].items():
+            _require(_m in config["corpora"] and not is_union(_m), f"corpora.{_name}.members.{_m}",
+                     "is not a (non-union) key of corpora")
+            _require(_p in config["protocols"] and config["protocols"][_p]["scheme"] != "union",
+                     f"corpora.{_name}.members.{_m}", f"{_p!r} is not a (non-union) key of protocols")
+            _require(config["corpora"][_m]["style"], f"corpora.{_m}.style",
+                     f"required for a member of the union corpus {_name!r} (e.g. acted, spontaneous)")
+        continue
     _require(_c["root"] or _c["synth"], f"corpora.{_name}.root", "required (path to IEMOCAP_full_release) unless `synth` is set")
 for _paper, _variants in config["experiments"].items():
     for _variant, _e in _variants.items():
         _key = f"experiments.{_paper}.{_variant}"
         _require(_e["corpus"] in config["corpora"], f"{_key}.corpus", f"{_e['corpus']!r} is not a key of corpora")
         _require(_e["protocol"] in config["protocols"], f"{_key}.protocol", f"{_e['protocol']!r} is not a key of protocols")
+        _require((config["protocols"][_e["protocol"]]["scheme"] == "union") == is_union(_e["corpus"]), f"{_key}.protocol",
+                 "a union corpus needs a protocol with scheme `union` (and only a union corpus)")
         for _role, _enc in _e["inputs"].items():
             _require(_enc in config["encoders"], f"{_key}.inputs.{_role}", f"{_enc!r} is not a key of encoders")
 for _t, _spec in config["tables"].items():
     for _row in _spec["rows"]:
-        _p, _, _v = _row["experiment"].partition("/")
-        _require(_v in config["experiments"].get(_p, {}), f"tables.{_t}.rows[{_row['name']!r}].experiment",
-                 f"{_row['experiment']!r} is not an experiment")
+        for _x in row_experiments(_row):
+            _p, _, _v = _x.partition("/")
+            _require(_v in config["experiments"].get(_p, {}), f"tables.{_t}.rows[{_row['name']!r}].experiment",
+                     f"{_x!r} is not an experiment")
 
 
 def corpus_root(corpus):
     c = config["corpora"][corpus]
+    if c["synth"] and c["format"] == "generic_csv":
+        return f"{RESULTS}/{corpus}/synth/generic_csv/corpus.csv"
     if c["synth"]:
         return f"{RESULTS}/{corpus}/synth/IEMOCAP_full_release"
     return c["root"]
@@ -50,9 +84,50 @@ def corpus_root(corpus):
 def corpus_inputs(wildcards):
     """The generated demo corpus is a rule output; a real corpus is read where it lies."""
     c = config["corpora"][wildcards.corpus]
+    if c["synth"] and c["format"] == "generic_csv":
+        return {"root": corpus_root(wildcards.corpus)}
     if c["synth"]:
         return {"root": f"{corpus_root(wildcards.corpus)}/synth_summary.json"}
     return {}
+
+
+def union_inputs(kind):
+    """Input function of a union corpus's rules: its members' manifests or fold files, in member order."""
+
+    def inputs(wildcards):
+        members = config["corpora"][wildcards.corpus]["members"]
+        if kind == "manifests":
+            return {"manifests": [f"{RESULTS}/{m}/manifest.csv" for m in members]}
+        return {"folds": [f"{RESULTS}/{m}/folds/{p}.csv" for m, p in members.items()]}
+
+    return inputs
+
+
+def feature_cache(corpus, encoder):
+    """A corpus's cache manifest; a union corpus reads its members' caches (never extracted twice)."""
+    if is_union(corpus):
+        return [f"{RESULTS}/{m}/features/{encoder}/manifest.json" for m in config["corpora"][corpus]["members"]]
+    return f"{RESULTS}/{corpus}/features/{encoder}/manifest.json"
+
+
+def encoder_spec(name):
+    """An encoder's config; a demo encoder's checkpoint is the directory its rule writes."""
+    spec = dict(config["encoders"][name])
+    if spec.get("demo"):
+        spec["checkpoint"] = f"{RESULTS}/checkpoints/demo/{name}"
+    return spec
+
+
+def extraction_inputs(wildcards):
+    inputs = {"manifest": f"{RESULTS}/{wildcards.corpus}/manifest.csv"}
+    if config["encoders"][wildcards.encoder].get("demo"):
+        inputs["checkpoint"] = f"{RESULTS}/checkpoints/demo/{wildcards.encoder}/demo_checkpoint.json"
+    return inputs
+
+
+def demo_checkpoint_inputs(wildcards):
+    texts_from = config["encoders"][wildcards.encoder]["demo"]["texts_from"]
+    return {"manifest": f"{RESULTS}/{texts_from}/manifest.csv"} if texts_from else {}
 
 
 def experiment(paper, variant):
@@ -76,17 +151,26 @@ def train_inputs(wc):
     return {
         "manifest": f"{RESULTS}/{e['corpus']}/manifest.csv",
         "folds": f"{RESULTS}/{e['corpus']}/folds/{e['protocol']}.csv",
-        **{f"cache_{role}": f"{RESULTS}/{e['corpus']}/features/{enc}/manifest.json" for role, enc in e["inputs"].items()},
+        **{f"cache_{role}": feature_cache(e["corpus"], enc) for role, enc in e["inputs"].items()},
     }
 
 
+def table_spec(table):
+    """The table's config with {corpora.<key>.name} filled in (row names, title, notes)."""
+    from emorepro.tables import fill_corpus_names
+
+    return fill_corpus_names({"name": table, **config["tables"][table]}, config["corpora"])
+
+
 def table_runs(table):
-    """Row name -> list of {metrics, fold, seed}: what each row of a table aggregates."""
+    """Row name -> list of {metrics, fold, seed, experiment}: what each row of a table aggregates."""
     out = {}
-    for row in config["tables"][table]["rows"]:
-        paper, _, variant = row["experiment"].partition("/")
-        out[row["name"]] = [{"metrics": f"{d}/metrics.json", "fold": k, "seed": s}
-                            for k, s, d in experiment_runs(paper, variant)]
+    for row in table_spec(table)["rows"]:
+        out[row["name"]] = []
+        for x in row_experiments(row):
+            paper, _, variant = x.partition("/")
+            out[row["name"]] += [{"metrics": f"{d}/metrics.json", "fold": k, "seed": s, "experiment": x}
+                                 for k, s, d in experiment_runs(paper, variant)]
     return out
 
 
@@ -107,13 +191,17 @@ def table_experiments():
     seen = []
     for t in enabled_tables():
         for row in config["tables"][t]["rows"]:
-            pv = tuple(row["experiment"].split("/", 1))
-            if pv not in seen:
-                seen.append(pv)
+            for x in row_experiments(row):
+                pv = tuple(x.split("/", 1))
+                if pv not in seen:
+                    seen.append(pv)
     return seen
 
 
 def get_final_output():
     tables = [f"{RESULTS}/tables/{t}.tex" for t in enabled_tables()]
     figures = [f"{RESULTS}/figures/confusion/{p}/{v}.pdf" for p, v in table_experiments()]
+    # A union corpus's runs test on each member: one confusion matrix per member corpus too.
+    figures += [f"{RESULTS}/figures/confusion/{p}/{v}/{m}.pdf" for p, v in table_experiments()
+                if is_union(experiment(p, v)["corpus"]) for m in config["corpora"][experiment(p, v)["corpus"]]["members"]]
     return tables + figures

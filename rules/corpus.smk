@@ -17,11 +17,29 @@ rule synth_corpus:
         "../workflow/scripts/synth_corpus.py"
 
 
+rule synth_corpus_csv:
+    # The demo's spontaneous telephone-style corpus (format generic_csv): corpus.csv + wav/.
+    output:
+        csv=f"{RESULTS}/{{corpus}}/synth/generic_csv/corpus.csv",
+    params:
+        synth=lambda wc: config["corpora"][wc.corpus]["synth"],
+    log:
+        f"{RESULTS}/logs/synth_corpus/{{corpus}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/synth_corpus/{{corpus}}.tsv"
+    conda:
+        "../envs/corpus.yaml"
+    script:
+        "../workflow/scripts/synth_spon_corpus.py"
+
+
 rule ingest:
     input:
         unpack(corpus_inputs),
     output:
         manifest=f"{RESULTS}/{{corpus}}/manifest.csv",
+    wildcard_constraints:
+        corpus=NATIVE_CORPORA,
     params:
         root=lambda wc: corpus_root(wc.corpus),
         format=lambda wc: config["corpora"][wc.corpus]["format"],
@@ -44,6 +62,8 @@ rule folds:
         manifest=f"{RESULTS}/{{corpus}}/manifest.csv",
     output:
         folds=f"{RESULTS}/{{corpus}}/folds/{{protocol}}.csv",
+    wildcard_constraints:
+        corpus=NATIVE_CORPORA,
     params:
         protocol=lambda wc: config["protocols"][wc.protocol],
     log:
@@ -52,3 +72,42 @@ rule folds:
         "../envs/corpus.yaml"
     script:
         "../workflow/scripts/folds.py"
+
+
+# A union corpus (format: union, e.g. Zhang et al.'s ACT+SPON) is derived from its members.
+
+
+rule union_corpus:
+    input:
+        unpack(union_inputs("manifests")),
+    output:
+        manifest=f"{RESULTS}/{{corpus}}/manifest.csv",
+    wildcard_constraints:
+        corpus=UNION_CORPORA,
+    params:
+        members=lambda wc: list(config["corpora"][wc.corpus]["members"]),
+        styles=lambda wc: {m: config["corpora"][m]["style"] for m in config["corpora"][wc.corpus]["members"]},
+    log:
+        f"{RESULTS}/logs/union_corpus/{{corpus}}.log",
+    conda:
+        "../envs/corpus.yaml"
+    script:
+        "../workflow/scripts/union_corpus.py"
+
+
+rule union_folds:
+    input:
+        unpack(union_inputs("folds")),
+    output:
+        folds=f"{RESULTS}/{{corpus}}/folds/{{protocol}}.csv",
+    wildcard_constraints:
+        corpus=UNION_CORPORA,
+    params:
+        members=lambda wc: list(config["corpora"][wc.corpus]["members"]),
+        n_folds=lambda wc: config["protocols"][wc.protocol]["n_folds"],
+    log:
+        f"{RESULTS}/logs/folds/{{corpus}}/{{protocol}}.log",
+    conda:
+        "../envs/corpus.yaml"
+    script:
+        "../workflow/scripts/union_folds.py"

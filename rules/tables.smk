@@ -9,7 +9,7 @@ rule table:
         csv=f"{RESULTS}/tables/{{table}}.csv",
         md=f"{RESULTS}/tables/{{table}}.md",
     params:
-        spec=lambda wc: {"name": wc.table, "classes": config["classes"], **config["tables"][wc.table]},
+        spec=lambda wc: {"classes": config["classes"], **table_spec(wc.table)},
         runs=lambda wc: table_runs(wc.table),
     log:
         f"{RESULTS}/logs/table/{{table}}.log",
@@ -30,8 +30,30 @@ rule confusion:
     params:
         classes=config["classes"],
         title=lambda wc: f"{wc.paper} / {wc.variant}: test predictions pooled over all folds and seeds",
+        corpus=None,
     log:
         f"{RESULTS}/logs/confusion/{{paper}}/{{variant}}.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/confusion.py"
+
+
+rule confusion_by_corpus:
+    # A union corpus's runs (Zhang et al.: ACT+SPON) test on each member: one matrix per member.
+    input:
+        metrics=lambda wc: [f"{d}/metrics.json" for _, _, d in experiment_runs(wc.paper, wc.variant)],
+    output:
+        pdf=report(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.pdf", category="Confusion matrices"),
+        png=f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.png",
+        tex=f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.tex",
+        csv=f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.csv",
+    params:
+        classes=config["classes"],
+        title=lambda wc: f"{wc.paper} / {wc.variant}, {wc.corpus} test utterances: pooled over all folds and seeds",
+        corpus=lambda wc: wc.corpus,
+    log:
+        f"{RESULTS}/logs/confusion/{{paper}}/{{variant}}/{{corpus}}.log",
     conda:
         "../envs/report.yaml"
     script:

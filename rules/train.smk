@@ -34,6 +34,7 @@ rule score:
         metrics=f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/metrics.json",
     params:
         classes=config["classes"],
+        corpus=lambda wc: experiment(wc.paper, wc.variant)["corpus"],
     log:
         f"{RESULTS}/logs/score/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}_seed{{seed}}.log",
     conda:

@@ -66,7 +66,38 @@ def test_one_extraction_job_per_corpus_and_encoder(demo_run):
     r = run_snakemake(demo_run, "-n", *CONFIG, "--forcerun", "train")
     out = r.stdout + r.stderr
     assert "extract_features" not in out
-    assert out.count("rule train:") + out.count("localrule train:") == 5
+    n_runs = len(list((demo_run / "results/runs").rglob("predictions.csv")))
+    assert out.count("rule train:") + out.count("localrule train:") == n_runs
+    # A union corpus (Zhang et al.'s ACT+SPON) reads its members' caches: nothing is extracted for it.
+    assert sorted(p.name for p in (demo_run / "results/benchmarks/extract_features").iterdir()) == ["iemocap", "spon"]
+    assert not (demo_run / "results/act_spon/features").exists()
+
+
+@pytest.mark.slow
+def test_zhang_tables_3_to_5_from_the_two_demo_corpora(demo_run):
+    wd = demo_run
+    t3, t4, t5 = (pd.read_csv(wd / f"results/tables/zhang2022_table{k}.csv") for k in (3, 4, 5))
+    ua3, ua4, ua5 = (t[t["column"] == "UA"].set_index("row") for t in (t3, t4, t5))
+    spon = "synthetic SPON"   # corpora.spon.name of the demo
+    assert list(ua3.index) == [f"Baseline: ACT + {spon} (separate)", f"Combined: ACT + {spon}",
+                               f"Combined: ACT + {spon} (half)", f"MTL: ACT + {spon}", f"MTL: ACT + {spon} (half)",
+                               f"Selective MTL: ACT + {spon}", f"Selective MTL: ACT + {spon} (half)"]
+    assert list(ua3["n_runs"]) == [10, 5, 5, 5, 5, 5, 5] and ua3["ours_mean"].notna().all()
+    # Table 3 = the mean over the two corpora of Table 4 (IEMOCAP) and Table 5 (SPON), row by row.
+    pairs = {f"Baseline: ACT + {spon} (separate)": ("Baseline (ACT)", f"Baseline ({spon})")}
+    pairs.update({f"{m}: ACT + {spon}": (f"{m} (ACT+{spon})",) * 2 for m in ("Combined", "MTL", "Selective MTL")})
+    for row, (r4, r5) in pairs.items():
+        assert ua3.loc[row, "ours_mean"] == pytest.approx((ua4.loc[r4, "ours_mean"] + ua5.loc[r5, "ours_mean"]) / 2)
+    assert ua5.loc[f"MTL (ACT+{spon})", "metric"] == "by_corpus.spon.uar"
+    style = t3[t3["column"] == "Style acc."].set_index("row")["ours_mean"]
+    assert style.iloc[:3].isna().all() and (style.iloc[3:] > 90).all()   # the style task is easy, as in the paper
+    assert spon in (wd / "results/tables/zhang2022_table5.tex").read_text()
+    for corpus in ("iemocap", "spon"):
+        assert (wd / f"results/figures/confusion/zhang2022/selective_mtl/{corpus}.pdf").exists()
+    # "(half)" trains on half of the combined training split.
+    n = {v: json.loads((wd / f"results/runs/zhang2022/{v}/member_folds/fold1/seed1/provenance.json").read_text())
+         ["summary"]["n"] for v in ("mtl", "mtl_half")}
+    assert n["mtl_half"]["train"] == round(n["mtl"]["train"] / 2) and n["mtl_half"]["test"] == n["mtl"]["test"]
 
 
 def test_lint_is_clean(tmp_path):

@@ -16,8 +16,10 @@ from .io import InputError, atomic_path, read_json, write_csv, write_text
 CLASS_NAMES = {"neu": "neutral", "hap": "happy", "ang": "angry", "sad": "sad"}
 
 
-def summed_confusion(metrics_files: Sequence[str], classes: Sequence[str]) -> np.ndarray:
-    """Sum the ``confusion`` counts of several runs, re-ordered to ``classes``."""
+def summed_confusion(metrics_files: Sequence[str], classes: Sequence[str], corpus: str | None = None) -> np.ndarray:
+    """Sum the ``confusion`` counts of several runs, re-ordered to ``classes``.
+
+    With ``corpus``, only that corpus's test utterances (``by_corpus.<corpus>.confusion``)."""
     from .tables import check_against_sidecar
 
     total = np.zeros((len(classes), len(classes)), dtype=np.int64)
@@ -27,7 +29,9 @@ def summed_confusion(metrics_files: Sequence[str], classes: Sequence[str]) -> np
         order = [m["classes"].index(c) if c in m["classes"] else None for c in classes]
         if None in order:
             raise InputError(f"{f}: classes {m['classes']} do not include all of {list(classes)}")
-        cm = np.asarray(m["confusion"], dtype=np.int64)
+        if corpus is not None and corpus not in m.get("by_corpus", {}):
+            raise InputError(f"{f}: no metrics for corpus {corpus!r} (by_corpus has {sorted(m.get('by_corpus', {}))})")
+        cm = np.asarray(m["by_corpus"][corpus]["confusion"] if corpus is not None else m["confusion"], dtype=np.int64)
         total += cm[np.ix_(order, order)]
     return total
 

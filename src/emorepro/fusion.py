@@ -11,9 +11,11 @@ Reference semantics (what every function here reproduces bit for bit)
 --------------------------------------------------------------------
 * Logits are converted to float64.  The fused score of a subset is
   ``np.argmax(logits[list(sorted_subset)].sum(axis=0), axis=1)``; numpy sums along axis
-  0 sequentially in index order (checked for every shape with more than one element per
-  trial), so the search kernels add trials in increasing index order in float64 and get
-  exactly the same sums.
+  0 sequentially in index order (pairwise summation only happens when a trial is a
+  single number, where argmax is trivially 0), so the reference sums are the float64
+  sums in increasing trial order.  The search reproduces them: the float64 kernels add
+  trials in that order, the float32 fast path only decides outside a proven error band
+  and recomputes the reference sums inside it.
 * Ties between classes go to the lowest class index (``np.argmax``).
 * UAR = mean over the classes present in ``labels`` of ``correct_c / n_c``
   (``sklearn.metrics.recall_score(average="macro", labels=np.unique(labels))``);
@@ -27,27 +29,39 @@ Exact search
 ------------
 :func:`exact_search` is a depth-first branch and bound over subsets in lexicographic
 order, compiled with numba.  A node is a partial subset ``A`` (last index ``t``) with
-``r`` trials still to pick from ``{t+1, ..., n-1}``.  For every utterance and every wrong
-class ``j`` the margin ``m_j = S_A[y] - S_A[j]`` can at best grow by the sum of the ``r``
+``r`` trials still to pick from ``{t+1, ..., n-1}``.  For every utterance and wrong class
+``j`` the margin ``m_j = S_A[y] - S_A[j]`` can at best grow by the sum of the ``r``
 largest per-trial margins ``d_i[j] = l_i[y] - l_i[j]`` of the remaining trials and at
-worst by the ``r`` smallest (both precomputed per suffix ``t+1`` and budget ``r``).  So an
-utterance is *decided correct* (every completion classifies it correctly), *decided
-wrong*, or still open.  Decided utterances leave the node's working list, so deep nodes
-only touch a few utterances; ``decided-correct weight + open weight`` is an upper bound
-on the score of every completion, and the node is pruned when it cannot beat the
-incumbent (with the lexicographic rule: a later node needs a strictly better score).
-The bound tests use a slack that exceeds the worst-case float64 rounding error of any
-partial sum, so a decision is never wrong; the final leaf test is the exact argmax on
-the float64 sums.  Incumbents come from a beam search, so pruning is strong from the
-first node.  Work is split into subtrees (subset prefixes) run on threads (the kernels
-release the GIL).
+worst by the ``r`` smallest (tables per suffix and budget).  So an utterance is *sure*
+(correct in every completion), *lost* (wrong in every completion) or *open*.  Decided
+utterances leave the node's working list, so deep nodes touch few utterances, and
+``sure weight + open weight`` bounds the score of every completion: the node is pruned
+when that bound cannot beat the incumbent (a later node in lexicographic order needs a
+strictly better score, which implements the subset tie rule).  Before the search,
+utterances on which every trial is right (or one wrong class beats the truth in every
+trial) are removed for all sizes.  Incumbents come from a beam search, so pruning is
+strong from the first node, and the work is split into subtrees run on threads (the
+kernels release the GIL).
+
+Exactness: every bound test needs a margin beyond a slack that exceeds the worst-case
+rounding error of the arithmetic used (float64, or float32 in the fast path for up to
+five classes), so a pruning decision is never wrong; leaves are decided the same way
+and an utterance whose margin falls inside the slack band is re-scored with the
+reference float64 sums.  The winners are re-scored with :func:`fused_predictions`.
+
+Cost: the per-utterance bound cannot see that one subset must serve all utterances at
+once, so on trials as diverse as the paper's (single trials ~73 % UAR, full integration
+~77 %) it prunes little above the last two levels: most of the ``C(n, k)`` leaves are
+still scored, each on a working list of ~50-400 utterances with early exit.
 
 Importing this module imports numba (about 0.5 s); the kernels are compiled on first use
-and cached on disk (``cache=True``), a first-ever call pays a few seconds of compilation.
+and cached on disk (``cache=True``): a first-ever call pays 10-20 s of compilation.
 """
 from __future__ import annotations
 
 import csv
+import io
+import json
 import math
 import os
 import threading
@@ -97,9 +111,9 @@ class FusionResult:
     confusion : ndarray, shape (n_classes, n_classes)
         Counts, rows = truth, columns = prediction.
     seconds : float
-        Compute time spent on this ``k`` (for the exact search: summed over worker threads).
+        Time spent on this ``k`` (see :func:`exact_search` for the exact search).
     n_evaluated : int
-        Subsets scored (heuristics) or search-tree nodes expanded (exact search).
+        Subsets scored (heuristics) or search-tree nodes plus leaves scored (exact search).
     method : str
         ``"exact"``, ``"greedy"``, ``"beam"`` or ``"full"``.
     correct : tuple of int
@@ -257,9 +271,6 @@ class _Scorer:
         self.class_weight = np.array([lcm // s if s > 0 else 0 for s in support], dtype=np.int64)
         self.weights = self.class_weight[labels]
 
-    def uar(self, score: int) -> float:
-        return score / self.total
-
 
 def _result(logits, labels, subset, method, seconds, n_evaluated) -> FusionResult:
     subset = tuple(sorted(int(i) for i in subset))
@@ -324,23 +335,23 @@ def _extend_scores(S, logits, labels, weights, exclude):
 
 
 @numba.njit(cache=True, nogil=True)
-def _suffix_tables(D, kmax, off):
-    """Sums of the ``r`` largest / smallest ``D[i]`` over suffixes ``i >= s``.
+def _suffix_tables(D, kmax, off, rmin):
+    """Sums of the ``r`` largest / smallest per-trial margins over trial suffixes.
 
-    ``D`` has shape (n, U, J) (per-trial margins of the true class over each wrong class).
-    Row ``off[s] + r - 1`` of the outputs holds suffix ``s`` and budget ``r``
-    (``1 <= r <= min(n - s, kmax)``).
+    ``D`` has shape (n, J, U): margin of the true class over wrong class ``j`` for every
+    trial and utterance.  Row ``off[s] + r - rmin`` of the outputs (shape (P, J, U)) holds
+    suffix ``s`` (trials ``s..n-1``) and budget ``r``, ``rmin <= r <= min(n - s, kmax)``.
     """
-    n, U, J = D.shape
+    n, J, U = D.shape
     P = off[n]
-    top = np.empty((P, U, J))
-    bot = np.empty((P, U, J))
+    top = np.zeros((max(P, 1), J, U))
+    bot = np.zeros((max(P, 1), J, U))
     buf = np.empty(n)
     for u in range(U):
         for j in range(J):
-            m = 0  # buf[:m] holds D[s:, u, j] sorted descending
+            m = 0  # buf[:m] holds D[s:, j, u] sorted descending (insertion sort, n is small)
             for s in range(n - 1, -1, -1):
-                x = D[s, u, j]
+                x = D[s, j, u]
                 p = m
                 while p > 0 and buf[p - 1] < x:
                     buf[p] = buf[p - 1]
@@ -348,31 +359,29 @@ def _suffix_tables(D, kmax, off):
                 buf[p] = x
                 m += 1
                 rmax = min(m, kmax)
-                acc = 0.0
-                for r in range(rmax):
-                    acc += buf[r]
-                    top[off[s] + r, u, j] = acc
-                acc = 0.0
-                for r in range(rmax):
-                    acc += buf[m - 1 - r]
-                    bot[off[s] + r, u, j] = acc
+                acc_t = 0.0
+                acc_b = 0.0
+                for r in range(1, rmax + 1):
+                    acc_t += buf[r - 1]
+                    acc_b += buf[m - r]
+                    if r >= rmin:
+                        top[off[s] + r - rmin, j, u] = acc_t
+                        bot[off[s] + r - rmin, j, u] = acc_b
     return top, bot
 
 
 @numba.njit(cache=True, nogil=True)
-def _bb_kernel(L, y, w, top, bot, off, slack, k, prefix, thr, base, init_list,
-               lists, sums, best_subset):
-    """Depth-first branch and bound below a fixed subset prefix, in lexicographic order.
+def _bb_generic(L, y, w, top, bot, off, slack, k, prefix, thr, base, lists, sums, best_subset):
+    """Branch and bound for any number of classes (float64 sums; the C <= 5 path is faster).
 
     Parameters
     ----------
     L : (n, U, C) float64 logits of the open utterances; y, w : labels and integer weights.
-    top, bot : suffix tables from :func:`_suffix_tables` over the per-trial margins.
+    top, bot : :func:`_suffix_tables` with ``rmin=1`` over the per-trial margins.
     slack : float, exceeds any float64 rounding error of the margin bounds.
     k : subset size; prefix : forced first trials (strictly increasing).
     thr : report only subsets with score > thr (raised as better ones are found).
-    base : score of the utterances decided correct before the search.
-    init_list : open utterance indices, in the order they are tested (likely losers first).
+    base : score of the utterances correct in every subset.
     lists, sums, best_subset : scratch (k+1, U), (k+1, U, C), (k,) owned by the caller.
 
     Returns
@@ -387,19 +396,15 @@ def _bb_kernel(L, y, w, top, bot, off, slack, k, prefix, thr, base, init_list,
     nxt = np.zeros(k + 1, np.int64)
     chosen = np.zeros(k + 1, np.int64)
     v = np.empty(C)
-
-    m0 = init_list.shape[0]
     r0 = 0
-    for q in range(m0):
-        u = init_list[q]
-        lists[0, q] = u
+    for q in range(U):
+        lists[0, q] = q
         for c in range(C):
             sums[0, q, c] = 0.0
-        r0 += w[u]
-    cnt[0] = m0
+        r0 += w[q]
+    cnt[0] = U
     fixed[0] = base
     rest[0] = r0
-
     found = False
     best = thr
     nodes = 0
@@ -418,7 +423,7 @@ def _bb_kernel(L, y, w, top, bot, off, slack, k, prefix, thr, base, init_list,
         fx = fixed[a]
         possible = fx + rest[a]  # upper bound, shrinks as utterances are found lost
         if possible <= best:
-            # Siblings share the parent's bound, so the whole parent is done.
+            # Siblings share the parent's bound (best may have risen), so the parent is done.
             a -= 1
             continue
         nc = 0
@@ -456,10 +461,10 @@ def _bb_kernel(L, y, w, top, bot, off, slack, k, prefix, thr, base, init_list,
                 if c == yy:
                     continue
                 mg = v[yy] - v[c]
-                if mg + top[p, u, jj] < -slack:
+                if mg + top[p, jj, u] < -slack:
                     lost = True
                     break
-                if mg + bot[p, u, jj] <= slack:
+                if mg + bot[p, jj, u] <= slack:
                     sure = False
                 jj += 1
             if lost:
@@ -494,6 +499,279 @@ def _bb_kernel(L, y, w, top, bot, off, slack, k, prefix, thr, base, init_list,
         a = b
         nxt[a] = prefix[a] if a < plen else i + 1
     return found, best, nodes
+
+
+# Fast path for up to 5 classes: the (at most 4) margins of an utterance live in four
+# float32 structure-of-arrays rows (unused rows are +inf margins that never matter), so
+# the inner loops are short, branch-free and vectorise.  float32 is not exact, so every
+# decision needs a margin beyond the slack ``s`` (which bounds the float32 error); an
+# utterance inside the band at a leaf is re-scored with the reference float64 sums.
+@numba.njit(cache=True, nogil=True)
+def _correct_exact(L, y, chosen, a, e1, e2, u):
+    """Reference test for one utterance: float64 sums in increasing trial order, argmax."""
+    C = L.shape[2]
+    v = np.zeros(C)
+    for t in range(a):
+        for c in range(C):
+            v[c] += L[chosen[t], u, c]
+    if e1 >= 0:
+        for c in range(C):
+            v[c] += L[e1, u, c]
+    for c in range(C):
+        v[c] += L[e2, u, c]
+    return _argmax_is(v, y[u])
+
+
+@numba.njit(cache=True, nogil=True)
+def _leaf_scan(lst, W, M0, M1, M2, M3, D0, D1, D2, D3, na, s, best, fx, possible):
+    """Score a leaf on a working list; stop once it cannot beat ``best``.
+
+    Returns (sure-correct weight, remaining upper bound, #utterances in the float32 band,
+    #utterances visited).
+    """
+    ns = -s
+    namb = 0
+    q0 = 0
+    while q0 < na:
+        q1 = min(q0 + 64, na)
+        for q in range(q0, q1):
+            u = lst[q]
+            v0 = M0[q] + D0[u]
+            v1 = M1[q] + D1[u]
+            v2 = M2[q] + D2[u]
+            v3 = M3[q] + D3[u]
+            ok = (v0 > s) & (v1 > s) & (v2 > s) & (v3 > s)
+            lost = (v0 < ns) | (v1 < ns) | (v2 < ns) | (v3 < ns)
+            fx += W[q] if ok else 0
+            possible -= W[q] if lost else 0
+            namb += 0 if (ok | lost) else 1
+        q0 = q1
+        if possible <= best:
+            break
+    return fx, possible, namb, q0
+
+
+@numba.njit(cache=True, nogil=True)
+def _leaf_exact(L, y, chosen, a, e1, e2, lst, W, M0, M1, M2, M3, D0, D1, D2, D3, na, s):
+    """Exact score of a leaf's working list (float32 where safe, reference sums in the band)."""
+    fx = 0
+    ns = -s
+    for q in range(na):
+        u = lst[q]
+        v0 = M0[q] + D0[u]
+        v1 = M1[q] + D1[u]
+        v2 = M2[q] + D2[u]
+        v3 = M3[q] + D3[u]
+        if (v0 > s) & (v1 > s) & (v2 > s) & (v3 > s):
+            fx += W[q]
+        elif (v0 < ns) | (v1 < ns) | (v2 < ns) | (v3 < ns):
+            pass
+        elif _correct_exact(L, y, chosen, a, e1, e2, u):
+            fx += W[q]
+    return fx
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_rows(lst, M, D, na, out):
+    for q in range(na):
+        u = lst[q]
+        out[0, q] = M[0, q] + D[0, u]
+        out[1, q] = M[1, q] + D[1, u]
+        out[2, q] = M[2, q] + D[2, u]
+        out[3, q] = M[3, q] + D[3, u]
+
+
+@numba.njit(cache=True, nogil=True)
+def _filter_child(lst, W, M, D, T, B, na, s, best, fx, possible, olst, OW, OM, st, V):
+    """Working list of a child node: margins after adding one trial, then decide each utterance.
+
+    Lost (cannot be correct in any completion), sure (correct in every completion) or open.
+    The first pass is branch-free; the second compacts the open utterances, currently
+    misclassified ones first (the leaves lose those, so their early exit comes sooner).
+    The compaction stores every entry at the next free slot and only advances past the
+    kept ones, so the outputs need one spare column (index ``na``).
+    Returns (fx, possible, open weight, #open, pruned).
+    """
+    ns = -s
+    M0 = M[0]
+    M1 = M[1]
+    M2 = M[2]
+    M3 = M[3]
+    D0 = D[0]
+    D1 = D[1]
+    D2 = D[2]
+    D3 = D[3]
+    T0 = T[0]
+    T1 = T[1]
+    T2 = T[2]
+    T3 = T[3]
+    B0 = B[0]
+    B1 = B[1]
+    B2 = B[2]
+    B3 = B[3]
+    V0 = V[0]
+    V1 = V[1]
+    V2 = V[2]
+    V3 = V[3]
+    q0 = 0
+    while q0 < na:
+        q1 = min(q0 + 64, na)
+        for q in range(q0, q1):
+            u = lst[q]
+            v0 = M0[q] + D0[u]
+            v1 = M1[q] + D1[u]
+            v2 = M2[q] + D2[u]
+            v3 = M3[q] + D3[u]
+            lost = (v0 + T0[u] < ns) | (v1 + T1[u] < ns) | (v2 + T2[u] < ns) | (v3 + T3[u] < ns)
+            sure = (v0 + B0[u] > s) & (v1 + B1[u] > s) & (v2 + B2[u] > s) & (v3 + B3[u] > s)
+            V0[q] = v0
+            V1[q] = v1
+            V2[q] = v2
+            V3[q] = v3
+            st[q] = 1 if lost else (2 if sure else 0)
+            possible -= W[q] if lost else 0
+            fx += W[q] if (sure & (not lost)) else 0
+        q0 = q1
+        if possible <= best:
+            return fx, possible, 0, 0, True
+    O0 = OM[0]
+    O1 = OM[1]
+    O2 = OM[2]
+    O3 = OM[3]
+    nc = 0
+    rs = 0
+    for half in range(2):
+        for q in range(na):
+            olst[nc] = lst[q]
+            OW[nc] = W[q]
+            O0[nc] = V0[q]
+            O1[nc] = V1[q]
+            O2[nc] = V2[q]
+            O3[nc] = V3[q]
+            wrong = (V0[q] < 0) | (V1[q] < 0) | (V2[q] < 0) | (V3[q] < 0)
+            take = (st[q] == 0) & (wrong == (half == 0))
+            rs += W[q] if take else 0
+            nc += 1 if take else 0
+    return fx, possible, rs, nc, False
+
+
+@numba.njit(cache=True, nogil=True)
+def _bb_fast(L, y, w, D, T, B, off, rmin, s, k, prefix, thr, base, lists, WL, M, MP, st, V, best_subset):
+    """Branch and bound below a fixed subset prefix for up to 5 classes, lexicographic order.
+
+    Parameters
+    ----------
+    L : (n, U, C) float64 logits of the open utterances (for the exact re-scoring).
+    y, w : labels and integer weights of the open utterances.
+    D : (n, 4, U) float32 per-trial margins (true class minus each wrong class).
+    T, B : (P, 4, U) float32 suffix tables (:func:`_suffix_tables`) rounded outwards (top
+        up, bottom down), so they stay valid bounds.
+    off, rmin : row offsets and smallest budget of the tables.  ``rmin=2``: a node with
+        one trial left does not filter its list, its leaves scan the parent's list;
+        ``rmin=1``: every level filters.
+    s : float32 slack; k, prefix, thr, base as in :func:`_bb_generic`.
+    lists, WL, M, MP, st, V, best_subset : scratch owned by the caller; the per-utterance
+        axes need U + 1 entries (see :func:`_filter_child`).
+
+    Returns
+    -------
+    (found, best_score, nodes, leaves_scanned)
+    """
+    n, U, C = L.shape
+    plen = prefix.shape[0]
+    cnt = np.zeros(k + 1, np.int64)
+    fixed = np.zeros(k + 1, np.int64)
+    rest = np.zeros(k + 1, np.int64)
+    nxt = np.zeros(k + 1, np.int64)
+    chosen = np.zeros(k + 1, np.int64)
+    inf = np.float32(np.inf)
+    zero = np.float32(0.0)
+    r0 = 0
+    for q in range(U):
+        lists[0, q] = q
+        WL[0, q] = w[q]
+        for c in range(4):
+            M[0, c, q] = zero if c < C - 1 else inf
+        r0 += w[q]
+    cnt[0] = U
+    fixed[0] = base
+    rest[0] = r0
+    found = False
+    best = thr
+    nodes = 0
+    leaves = 0
+    a = 0
+    nxt[0] = prefix[0] if plen > 0 else 0
+    while a >= 0:
+        hi = prefix[a] if a < plen else n - (k - a)
+        i = nxt[a]
+        if i > hi:
+            a -= 1
+            continue
+        nxt[a] = i + 1
+        nodes += 1
+        r2 = k - a - 1
+        b = a + 1
+        if fixed[a] + rest[a] <= best:
+            a -= 1
+            continue
+        na = cnt[a]
+        if r2 == 0 or (r2 == 1 and rmin == 2):
+            if r2 == 1:
+                # Leaves (i, i2) for every i2 > i, scored on this node's list: filtering a
+                # working list for so few leaves costs more than it saves.
+                _add_rows(lists[a], M[a], D[i], na, MP)
+                MS = MP
+                lo2 = i + 1
+                e1 = i
+            else:  # this node's children are the leaves
+                MS = M[a]
+                lo2 = i
+                e1 = -1
+            for i2 in range(lo2, n if r2 == 1 else i + 1):
+                leaves += 1
+                fx, possible, namb, _ = _leaf_scan(lists[a], WL[a], MS[0], MS[1], MS[2], MS[3],
+                                                   D[i2, 0], D[i2, 1], D[i2, 2], D[i2, 3], na, s, best,
+                                                   fixed[a], fixed[a] + rest[a])
+                if possible <= best:
+                    continue
+                if namb:
+                    fx = fixed[a] + _leaf_exact(L, y, chosen, a, e1, i2, lists[a], WL[a], MS[0], MS[1], MS[2],
+                                                MS[3], D[i2, 0], D[i2, 1], D[i2, 2], D[i2, 3], na, s)
+                    if fx <= best:
+                        continue
+                best = fx
+                found = True
+                for t in range(a):
+                    best_subset[t] = chosen[t]
+                if r2 == 1:
+                    best_subset[a] = i
+                    best_subset[a + 1] = i2
+                else:
+                    best_subset[a] = i2
+            continue
+        p = off[i + 1] + r2 - rmin
+        fx, possible, rs, nc, pruned = _filter_child(lists[a], WL[a], M[a], D[i], T[p], B[p], na, s, best,
+                                                     fixed[a], fixed[a] + rest[a], lists[b], WL[b], M[b], st, V)
+        if pruned:
+            continue
+        if nc == 0 and b >= plen:
+            # Every completion scores fx; the lexicographically first one is i+1..i+r2.
+            best = fx
+            found = True
+            for t in range(a):
+                best_subset[t] = chosen[t]
+            best_subset[a] = i
+            for t in range(r2):
+                best_subset[a + 1 + t] = i + 1 + t
+            continue
+        chosen[a] = i
+        cnt[b] = nc
+        fixed[b] = fx
+        rest[b] = rs
+        a = b
+        nxt[a] = prefix[a] if a < plen else i + 1
+    return found, best, nodes, leaves
 
 
 # --------------------------------------------------------------------------------------
@@ -582,57 +860,88 @@ def full_integration(logits, labels) -> FusionResult:
 class _Prepared:
     """Per-dataset state shared by every k: open utterances and the bound tables."""
 
-    L: np.ndarray  # (n, U, C) logits of the open utterances
+    L: np.ndarray  # (n, U, C) float64 logits of the open utterances, hardest first
     y: np.ndarray
     w: np.ndarray
     base: int  # score of the utterances correct in every subset
+    fast: bool  # use _bb_fast (C <= 5) rather than _bb_generic
+    D: np.ndarray  # fast: (n, 4, U) float32 margins
     top: np.ndarray
     bot: np.ndarray
     off: np.ndarray
+    rmin: int  # smallest budget in the tables
     slack: float
-    order: np.ndarray  # utterance test order for the kernel
     seconds: float
 
 
-def _prepare(logits, labels, scorer: _Scorer, kmax: int) -> _Prepared:
+# Fast path: smallest remaining budget at which a node filters its working list (1 or 2).
+_FAST_RMIN = 2
+
+
+def _prepare(logits, labels, scorer: _Scorer, kmax: int, kernel: str = "auto") -> _Prepared:
     t0 = time.perf_counter()
     n, N, C = logits.shape
-    # Margins d_i[u, j] = l_i[u, y] - l_i[u, j] for the C-1 wrong classes j (in class order).
-    ly = np.take_along_axis(logits, labels[None, :, None], axis=2)  # (n, N, 1)
-    D = ly - logits
+    # Per-trial margins d_i[u, j] = l_i[u, y] - l_i[u, j] for the C-1 wrong classes (class order).
+    ly = np.take_along_axis(logits, labels[None, :, None], axis=2)
     mask = np.ones((N, C), bool)
     mask[np.arange(N), labels] = False
-    D = D[:, mask].reshape(n, N, C - 1)
-    # Worst-case float64 error of any margin bound is far below (6n + 8) * 2**-53 * A,
-    # A = the largest possible |partial sum|; the slack is about 5x that.
+    D = (ly - logits)[:, mask].reshape(n, N, C - 1)
+    # Any partial sum is bounded by A; the worst-case float64 error of a margin bound is
+    # below (6n + 8) * 2**-53 * A, the slack is (16n + 32) * 2**-53 * A.
     A = float(np.abs(logits).max(axis=2).sum(axis=0).max())
     slack = (16 * n + 32) * 2.0**-53 * A
     if C == 1:
-        # One class: every subset predicts it, every utterance is correct.
-        always = np.ones(N, bool)
+        always = np.ones(N, bool)  # one class: every utterance is always correct
         never = np.zeros(N, bool)
     else:
-        # Correct for every non-empty subset if every trial is correct with a margin above the
-        # slack; wrong for every subset if some wrong class beats the truth in every trial.
+        # Correct in every non-empty subset if every trial is correct by more than the slack;
+        # wrong in every subset if one wrong class beats the truth in every trial.
         always = (D.min(axis=0) > slack).all(axis=1)
         never = (D.max(axis=0) < -slack).any(axis=1)
     open_ = np.flatnonzero(~always & ~never)
     base = int(scorer.weights[always].sum())
+    # Hardest utterances first (fewest trials right): they are the ones lost in most nodes,
+    # so the running bound drops below the incumbent early.  Renumbering the utterances in
+    # that order keeps every working list sorted, so the gathers walk memory forwards.
+    own_correct = (D[:, open_, :].min(axis=2, initial=np.inf) > 0).sum(axis=0)
+    open_ = open_[np.argsort(own_correct, kind="stable")]
+    U = len(open_)
     Lc = np.ascontiguousarray(logits[:, open_, :])
-    Dc = np.ascontiguousarray(D[:, open_, :])
+    Dc = np.ascontiguousarray(D[:, open_, :].transpose(0, 2, 1))  # (n, C-1, U)
+    fast = C <= 5 if kernel == "auto" else kernel == "fast"
+    if fast and C > 5:
+        raise ValueError("the fast kernel handles at most 5 classes")
+    rmin = _FAST_RMIN if fast else 1
     off = np.zeros(n + 1, np.int64)
     for s in range(n):
-        off[s + 1] = off[s] + min(n - s, kmax)
-    if C > 1 and len(open_):
-        top, bot = _suffix_tables(Dc, kmax, off)
+        off[s + 1] = off[s] + max(0, min(n - s, kmax) - rmin + 1)
+    if C > 1 and U:
+        top, bot = _suffix_tables(Dc, kmax, off, rmin)
     else:
-        top = bot = np.zeros((int(off[n]), len(open_), max(C - 1, 1)))
-    # Test utterances that few trials get right first: they are the ones lost in most
-    # nodes, so the running bound drops below the incumbent after few utterances.
-    own_correct = (np.argmax(Lc, axis=2) == labels[open_][None, :]).sum(axis=0)
-    order = np.argsort(own_correct, kind="stable").astype(np.int64)
-    return _Prepared(Lc, labels[open_].astype(np.int64), scorer.weights[open_].astype(np.int64), base,
-                     top, bot, off, slack, order, time.perf_counter() - t0)
+        top = bot = np.zeros((max(int(off[n]), 1), max(C - 1, 1), U))
+    if fast:
+        D32 = np.zeros((n, 4, U), np.float32)
+        D32[:, : C - 1] = Dc
+        # Round the tables outwards so that they remain bounds in float32.
+        t32 = np.zeros((top.shape[0], 4, U), np.float32)
+        b32 = np.zeros((bot.shape[0], 4, U), np.float32)
+        t32[:, : C - 1] = top
+        b32[:, : C - 1] = bot
+        up = t32[:, : C - 1].astype(np.float64) < top
+        t32[:, : C - 1][up] = np.nextafter(t32[:, : C - 1][up], np.float32(np.inf))
+        dn = b32[:, : C - 1].astype(np.float64) > bot
+        b32[:, : C - 1][dn] = np.nextafter(b32[:, : C - 1][dn], np.float32(-np.inf))
+        # float32 margins drift from the exact ones by less than (n + 2) * 2**-24 * Am
+        # (Am bounds every partial margin sum) plus the float64 error above; the band is
+        # twice that, so a decision outside it is the same as the reference's.
+        Am = float(np.abs(Dc).max(axis=1).sum(axis=0).max()) if U and C > 1 else 0.0
+        s32 = np.float32((2 * n + 16) * 2.0**-24 * Am + slack)
+        if float(s32) < (2 * n + 16) * 2.0**-24 * Am + slack:
+            s32 = np.nextafter(s32, np.float32(np.inf))
+        return _Prepared(Lc, labels[open_].astype(np.int64), scorer.weights[open_].astype(np.int64), base, True,
+                         D32, t32, b32, off, rmin, s32, time.perf_counter() - t0)
+    return _Prepared(Lc, labels[open_].astype(np.int64), scorer.weights[open_].astype(np.int64), base, False,
+                     Dc, top, bot, off, rmin, slack, time.perf_counter() - t0)
 
 
 def _n_threads(n_threads):
@@ -644,18 +953,32 @@ def _n_threads(n_threads):
     return max(1, int(n_threads))
 
 
+# Subset counts below which a size is searched as one work item / split on the first index.
+_SPLIT1 = 20_000
+_SPLIT2 = 2_000_000
+
+
 def _work_items(n: int, k: int):
-    """Subset prefixes that split the search for size ``k`` into subtrees, with cost estimates."""
+    """Subset prefixes that split the search for size ``k`` into subtrees, with cost estimates.
+
+    Listed in lexicographic order, so the rank of an item orders its subsets.
+    """
     total = math.comb(n, k)
-    if total <= 20_000 or k == 1:
+    if total <= _SPLIT1 or k == 1:
         return [((), total)]
-    if total <= 2_000_000 or k == 2:
+    if total <= _SPLIT2 or k == 2:
         return [((i,), math.comb(n - 1 - i, k - 1)) for i in range(n - k + 1)]
     return [((i, j), math.comb(n - 1 - j, k - 2)) for i in range(n - k + 1) for j in range(i + 1, n - k + 2)]
 
 
+class _Scratch(threading.local):
+    """Per-thread kernel buffers, reused across work items."""
+
+    key = None
+
+
 def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads: int | None = None,
-                 _stats: dict | None = None) -> dict[int, FusionResult]:
+                 _kernel: str = "auto", _stats: dict | None = None) -> dict[int, FusionResult]:
     """Exact best-UAR subset of trials for every requested size ``k``.
 
     Parameters
@@ -673,12 +996,18 @@ def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads
     Returns
     -------
     dict k -> FusionResult (``method="exact"``)
-        The subset maximising UAR among all ``C(n, k)`` subsets.  Ties between classes in
-        the fused argmax go to the lowest class index (``np.argmax`` of the float64 sum in
-        sorted trial order); ties between subsets of equal UAR (compared exactly, on
-        integer per-class counts) go to the lexicographically smallest sorted index tuple.
-        ``n_evaluated`` counts search-tree nodes; ``seconds`` is the compute time of this
-        ``k`` summed over threads (plus its share of the set-up).
+        The subset maximising UAR among all ``C(n, k)`` subsets.  Tie rules:
+
+        * classes: the fused prediction is ``np.argmax`` of the float64 logit sum taken
+          in increasing trial order, so a tie between classes goes to the lowest class
+          index;
+        * subsets: UAR is compared exactly (integer per-class counts), and among subsets
+          of equal UAR the lexicographically smallest sorted index tuple wins.
+
+        ``n_evaluated`` counts search-tree nodes plus leaves scored.  ``seconds``: for a
+        single requested size, the wall time of the call; for several, the CPU time of
+        that size's work summed over threads plus its share of the set-up (sizes are
+        interleaved on the threads, so they have no wall time of their own).
     """
     logits, labels = _check_inputs(logits, labels)
     n, N, C = logits.shape
@@ -692,42 +1021,58 @@ def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads
     heur, _ = _beam(logits, labels, scorer, int(incumbent_width), kmax)
     t_heur = time.perf_counter() - t0
 
-    prep = _prepare(logits, labels, scorer, kmax)
+    prep = _prepare(logits, labels, scorer, kmax, _kernel)
     U = prep.L.shape[1]
     setup = (t_heur + prep.seconds) / len(ks)
 
     lock = threading.Lock()
-    # Per k: [score, subset, rank of the work item that holds it]
-    state = {}
+    state = {}  # k -> [score, subset, rank of the work item that found it]
     items = []
     for k in ks:
         its = _work_items(n, k)
         h_score, h_subset = heur[k]
-        h_rank = next(r for r, (pre, _) in enumerate(its) if tuple(h_subset[:len(pre)]) == pre)
+        h_rank = next(r for r, (pre, _) in enumerate(its) if tuple(h_subset[: len(pre)]) == pre)
         state[k] = [h_score, tuple(h_subset), h_rank]
         items += [(cost, k, r, pre) for r, (pre, cost) in enumerate(its)]
-    # Longest first, so that the threads finish together.
-    items.sort(key=lambda t: -t[0])
+    items.sort(key=lambda t: -t[0])  # longest first, so that the threads finish together
     seconds = {k: setup for k in ks}
     nodes = {k: 0 for k in ks}
-    local = threading.local()
+    scratch = _Scratch()
+
+    def buffers():
+        if scratch.key != (U, kmax):
+            # One spare column: the branch-free compaction writes every entry somewhere and
+            # parks the dropped ones at index U.
+            Uc = U + 1
+            if prep.fast:
+                scratch.bufs = (np.empty((kmax + 1, Uc), np.int64), np.empty((kmax + 1, Uc), np.int64),
+                                np.empty((kmax + 1, 4, Uc), np.float32), np.empty((4, Uc), np.float32),
+                                np.empty(Uc, np.int8), np.empty((4, Uc), np.float32))
+            else:
+                scratch.bufs = (np.empty((kmax + 1, Uc), np.int64), np.empty((kmax + 1, Uc, C)))
+            scratch.key = (U, kmax)
+        return scratch.bufs
 
     def run(item):
         _, k, rank, pre = item
-        t = time.perf_counter()
-        if getattr(local, "U", -1) != U or local.kk < kmax:
-            local.lists = np.empty((kmax + 1, max(U, 1)), np.int64)
-            local.sums = np.empty((kmax + 1, max(U, 1), C))
-            local.U, local.kk = U, kmax
+        t = time.thread_time()
+        bufs = buffers()
         with lock:
-            score, subset, srank = state[k]
-        # An equal score found in a lexicographically earlier subtree would win the tie.
+            score, _, srank = state[k]
+        # A subset of equal score in an earlier subtree would win the tie, so only later
+        # subtrees may prune at equality.
         thr = score if rank > srank else score - 1
         best_subset = np.zeros(k, np.int64)
-        found, best, nn = _bb_kernel(prep.L, prep.y, prep.w, prep.top, prep.bot, prep.off, prep.slack, k,
-                                     np.array(pre, np.int64), thr, prep.base, prep.order,
-                                     local.lists, local.sums, best_subset)
-        dt = time.perf_counter() - t
+        prefix = np.array(pre, np.int64)
+        if prep.fast:
+            found, best, nn, nl = _bb_fast(prep.L, prep.y, prep.w, prep.D, prep.top, prep.bot, prep.off, prep.rmin,
+                                           prep.slack,
+                                           k, prefix, thr, prep.base, *bufs, best_subset)
+            nn += nl
+        else:
+            found, best, nn = _bb_generic(prep.L, prep.y, prep.w, prep.top, prep.bot, prep.off, prep.slack, k,
+                                          prefix, thr, prep.base, *bufs, best_subset)
+        dt = time.thread_time() - t
         with lock:
             nodes[k] += int(nn)
             seconds[k] += dt
@@ -738,25 +1083,28 @@ def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads
                     state[k] = [int(best), cand, rank]
 
     threads = _n_threads(n_threads)
-    if threads == 1:
+    if threads == 1 or len(items) == 1:
         for it in items:
             run(it)
     else:
         with ThreadPoolExecutor(threads) as ex:
             list(ex.map(run, items))
 
+    if len(ks) == 1:
+        seconds[ks[0]] = time.perf_counter() - t_start
     out = {}
     for k in ks:
         score, subset, _ = state[k]
         res = _result(logits, labels, subset, "exact", seconds[k], nodes[k])
-        # The kernel's float64 sums are the reference sums; a mismatch would be a bug.
+        # The kernels reproduce the reference sums; a disagreement would be a bug.
         check = _exact_score(logits, labels, scorer, subset)
         if check != score:  # pragma: no cover
             raise RuntimeError(f"exact search: k={k} kernel score {score} != reference {check}")
         out[k] = res
     if _stats is not None:
-        _stats.update(open_utts=U, base=prep.base, heuristic_seconds=t_heur, prepare_seconds=prep.seconds,
-                      total_seconds=time.perf_counter() - t_start, slack=prep.slack,
+        _stats.update(open_utts=U, base=prep.base, fast=prep.fast, heuristic_seconds=t_heur,
+                      prepare_seconds=prep.seconds, total_seconds=time.perf_counter() - t_start,
+                      slack=float(prep.slack), table_bytes=int(prep.top.nbytes + prep.bot.nbytes),
                       heuristic={k: heur[k] for k in ks})
     return out
 
@@ -904,18 +1252,24 @@ def _read_predictions(path: Path):
 
 
 def _check_same(name, ref_name, ref, cur, what):
+    """Raise on the first position where ``cur`` (ids, folds, labels) differs from ``ref``."""
     ids0, folds0, lab0 = ref
     ids1, folds1, lab1 = cur
     for p in range(max(len(ids0), len(ids1))):
         a = ids0[p] if p < len(ids0) else None
         b = ids1[p] if p < len(ids1) else None
-        if a != b or folds0[p] != folds1[p] or lab0[p] != lab1[p]:
-            detail = (f"utt_id {b!r} (expected {a!r} as in trial {ref_name!r})" if a != b
-                      else f"utt_id {b!r}: fold/label ({folds1[p]}, {lab1[p]}) != ({folds0[p]}, {lab0[p]}) "
-                           f"in trial {ref_name!r}")
-            if b is None:
-                detail = f"missing utt_id {a!r} (present in trial {ref_name!r})"
-            raise ValueError(f"trial {name!r}: {what} rows differ at position {p}: {detail}")
+        if b is None:
+            detail = f"missing utt_id {a!r} (present in trial {ref_name!r})"
+        elif a is None:
+            detail = f"extra utt_id {b!r} (absent from trial {ref_name!r})"
+        elif a != b:
+            detail = f"utt_id {b!r} (expected {a!r} as in trial {ref_name!r})"
+        elif folds0[p] != folds1[p] or lab0[p] != lab1[p]:
+            detail = (f"utt_id {b!r}: fold/label ({folds1[p]}, {lab1[p]}) != ({folds0[p]}, {lab0[p]}) "
+                      f"in trial {ref_name!r}")
+        else:
+            continue
+        raise ValueError(f"trial {name!r}: {what} rows differ at position {p}: {detail}")
 
 
 def load_trials(trials: Mapping[str, Sequence[str | os.PathLike]]) -> TrialData:
@@ -926,7 +1280,9 @@ def load_trials(trials: Mapping[str, Sequence[str | os.PathLike]]) -> TrialData:
     trials : mapping trial name -> list of run directories
         One run directory per fold; each holds ``predictions.csv`` with columns
         ``utt_id, fold, split, label, pred, logit_0 .. logit_{C-1}`` (``split`` is
-        ``test`` or ``val``).  A trial's runs are pooled in the given order.
+        ``test`` or ``val``; ``pred`` is not used, predictions come from the logits;
+        extra columns are ignored).  A trial's runs are pooled in the given order.  A
+        path ending in ``.csv`` is read as the file itself.
 
     Returns
     -------
@@ -1022,8 +1378,6 @@ def search_npz(npz_path, ks=None, out_json=None, *, n_threads: int | None = None
     -------
     dict, the JSON document.
     """
-    import json
-
     with np.load(npz_path) as z:
         logits, labels = z["logits"], z["labels"]
     res = exact_search(logits, labels, ks, n_threads=n_threads)
@@ -1065,24 +1419,27 @@ def run_fusion(trials: Mapping[str, Sequence[str]], ks, out_csv, out_json, *, be
         same rows plus confusion matrices.
     beam_width : int
     honest_ks : iterable of int, optional
-        Sizes for the honest figures (default: the same as ``ks``).  Cross-fold selection
-        with ``honest_method="exact"`` costs one exact search per fold and size.
+        Sizes for the honest figures.  Default: the size with the best exact UAR (the
+        paper's headline; smallest such size on ties).  Cross-fold selection with
+        ``honest_method="exact"`` costs one exact search per fold and size.
     honest_method : {"exact", "beam", "greedy"}
 
     Returns
     -------
     dict with ``rows`` (list of row dicts incl. confusion) and dataset metadata.
     """
-    import json
-
     data = load_trials({k: list(v) for k, v in trials.items()})
     logits, labels = data.logits, data.labels
     n = logits.shape[0]
     ks = _normalise_ks(ks, n)
-    honest = ks if honest_ks is None else _normalise_ks(list(honest_ks), n)
     names = data.names
 
     exact = exact_search(logits, labels, ks, n_threads=n_threads)
+    if honest_ks is None:
+        top = max(exact.values(), key=lambda r: (r.uar, -r.k))
+        honest = [top.k]
+    else:
+        honest = _normalise_ks(list(honest_ks), n)
     rows = []
 
     def add(method, k, uar, war, subset, subset_idx, seconds, conf, n_eval, extra=None):
@@ -1123,16 +1480,11 @@ def run_fusion(trials: Mapping[str, Sequence[str]], ks, out_csv, out_json, *, be
            "n_classes": int(logits.shape[2]), "ks": ks, "honest_ks": honest,
            "tie_rules": "class ties -> lowest class index; UAR ties -> lexicographically smallest subset",
            "rows": rows}
-    lines = []
-    import io as _io
-
-    buf = _io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=_CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for row in rows:
-        w.writerow(row)
-    lines.append(buf.getvalue())
-    _atomic_write_text(out_csv, "".join(lines))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=_CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic_write_text(out_csv, buf.getvalue())
     _atomic_write_text(out_json, json.dumps(doc, indent=2) + "\n")
     return doc
 

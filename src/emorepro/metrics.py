@@ -43,8 +43,43 @@ def ccc(x, y) -> float:
     return float(2 * cov / (x.var() + y.var() + (mx - my) ** 2))
 
 
-def score_predictions(pred_csv: str, classes: Sequence[str], split: str = "test") -> dict:
-    """Metrics of one run's ``predictions.csv`` for one split."""
+def corpus_metrics(df, classes: Sequence[str], corpus: str | None = None) -> dict:
+    """Per-corpus metrics of a predictions frame, their mean over corpora, and style accuracy.
+
+    Rows belong to the corpus named in their ``corpus`` column (a union corpus's runs) or,
+    without that column, all to ``corpus``.  Returns ``by_corpus.<name>`` (the
+    :func:`classification_metrics` of that corpus's rows, plus ``style_accuracy`` when the
+    frame has ``style``/``style_pred``), ``corpus_mean`` (``uar``, ``war`` and per-class
+    ``recall`` averaged over corpora with equal weight: Zhang et al.'s Table 3 "averaged over
+    the two datasets"; also ``style_accuracy``) and, with a style head, ``style`` (``accuracy``,
+    ``n`` pooled over all rows).
+    """
+    if "corpus" in df.columns:
+        groups = [(str(name), g) for name, g in df.groupby("corpus", sort=True)]
+    elif corpus is not None:
+        groups = [(corpus, df)]
+    else:
+        return {}
+    has_style = {"style", "style_pred"} <= set(df.columns)
+    by = {}
+    for name, g in groups:
+        by[name] = classification_metrics(g["label"].to_numpy(), g["pred"].to_numpy(), classes)
+        if has_style:
+            by[name]["style_accuracy"] = float((g["style"] == g["style_pred"]).mean())
+    rec = {c: [m["recall"][c] for m in by.values() if m["recall"][c] is not None] for c in classes}
+    out = {"by_corpus": by, "corpus_mean": {
+        "uar": float(np.mean([m["uar"] for m in by.values()])),
+        "war": float(np.mean([m["war"] for m in by.values()])),
+        "recall": {c: (float(np.mean(v)) if v else None) for c, v in rec.items()},
+        "corpora": sorted(by)}}
+    if has_style:
+        out["corpus_mean"]["style_accuracy"] = float(np.mean([m["style_accuracy"] for m in by.values()]))
+        out["style"] = {"accuracy": float((df["style"] == df["style_pred"]).mean()), "n": int(len(df))}
+    return out
+
+
+def score_predictions(pred_csv: str, classes: Sequence[str], split: str = "test", corpus: str | None = None) -> dict:
+    """Metrics of one run's ``predictions.csv`` for one split (pooled, and per corpus: :func:`corpus_metrics`)."""
     import pandas as pd
 
     df = pd.read_csv(pred_csv)
@@ -52,6 +87,7 @@ def score_predictions(pred_csv: str, classes: Sequence[str], split: str = "test"
     if df.empty:
         raise ValueError(f"{pred_csv}: no rows for split {split!r}")
     out = classification_metrics(df["label"].to_numpy(), df["pred"].to_numpy(), classes)
+    out.update(corpus_metrics(df, classes, corpus))
     for dim in ("valence", "arousal"):
         if f"{dim}_pred" in df.columns and df[f"{dim}_pred"].notna().all():
             out[f"ccc_{dim}"] = ccc(df[f"{dim}_pred"], df[f"{dim}_true"])

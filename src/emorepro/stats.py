@@ -44,14 +44,18 @@ def supported(metric: str) -> bool:
     return metric in SUPPORTED or metric.startswith("recall.")
 
 
-def load_row(pred_files: Mapping[tuple[int, int], str]) -> dict:
-    """(seed, fold) -> predictions.csv  ->  {seed: {fold: (utt_ids, y, p)}} for the test split."""
+def load_row(pred_files: Mapping[tuple[int, int], str], corpus: str | None = None) -> dict:
+    """(seed, fold) -> predictions.csv  ->  {seed: {fold: (utt_ids, y, p)}} for the test split.
+
+    ``corpus`` keeps only that member corpus's utterances (the ``corpus`` column of a union corpus's runs)."""
     import pandas as pd
 
     out: dict = {}
     for (seed, fold), f in pred_files.items():
         df = pd.read_csv(f)
         df = df[df["split"] == "test"]
+        if corpus is not None:
+            df = df[df["corpus"] == corpus]
         out.setdefault(seed, {})[fold] = (df["utt_id"].to_numpy(), df["label"].to_numpy(int), df["pred"].to_numpy(int))
     return out
 

@@ -48,6 +48,46 @@ def synth_corpus(out_dir: str, params: Mapping[str, Any]) -> None:
                      seed=cfg.seed, extra={"note": "raw files are hashed by the ingest step's sidecar"})
 
 
+def synth_spon_corpus(out_csv: str, params: Mapping[str, Any]) -> None:
+    """Generate the demo spontaneous telephone-style corpus as a generic CSV corpus at ``out_csv``."""
+    from .corpus.synth_spon import SponSynthConfig, synthesize_spon
+
+    started = now()
+    cfg = SponSynthConfig(**dict(params))
+    summary = synthesize_spon(out_csv, cfg)
+    log.info("synthesised %s utterances into %s", summary["n_utterances"], out_csv)
+    write_provenance(out_csv, rule="synth_corpus", params=dict(params), inputs=None, outputs=[out_csv],
+                     started=started, seed=cfg.seed, extra={"summary": summary,
+                                                            "note": "wav files are hashed by the ingest step's sidecar"})
+
+
+def union_corpus(manifests: Mapping[str, str], styles: Mapping[str, str | None], out_csv: str) -> None:
+    """Stack member manifests (``member -> manifest.csv``) into a union corpus's manifest."""
+    import pandas as pd
+
+    from .corpus.union import union_manifest
+
+    started = now()
+    df = union_manifest({m: pd.read_csv(p, keep_default_na=False) for m, p in manifests.items()}, styles)
+    write_csv(out_csv, df)
+    log.info("union of %s: %d utterances", list(manifests), len(df))
+    write_provenance(out_csv, rule="union_corpus", params={"members": list(manifests), "styles": dict(styles)},
+                     inputs={f"manifest_{m}": p for m, p in manifests.items()}, outputs=[out_csv], started=started)
+
+
+def union_folds(fold_csvs: Mapping[str, str], out_csv: str, *, n_folds: int) -> None:
+    """Fold k of a union corpus = fold k of every member (``member -> fold file``)."""
+    import pandas as pd
+
+    from .corpus.union import union_folds as _union
+
+    started = now()
+    table = _union({m: pd.read_csv(p) for m, p in fold_csvs.items()}, n_folds)
+    write_csv(out_csv, table)
+    write_provenance(out_csv, rule="folds", params={"scheme": "union", "n_folds": n_folds, "members": list(fold_csvs)},
+                     inputs={f"folds_{m}": p for m, p in fold_csvs.items()}, outputs=[out_csv], started=started)
+
+
 def ingest(root: str, out_csv: str, *, fmt: str, label_map: Mapping[str, str], drop_labels: Sequence[str],
            sample_rate: int = 16_000, expected_counts: Mapping | None = None) -> None:
     """Parse a corpus (``fmt`` = ``iemocap`` or ``generic_csv``) into the manifest CSV."""
@@ -104,14 +144,17 @@ def extract_features(manifest_csv: str, out_manifest: str, *, name: str, spec: M
                      extra={"note": "shard hashes are in the cache manifest (the output)"})
 
 
-def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, str], out_dir: str, fold: int, seed: int,
+def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, Any], out_dir: str, fold: int, seed: int,
           classes: Sequence[str], model: str, model_params: Mapping, train_params: Mapping, run_id: Mapping) -> None:
-    """Train one fold and seed; ``caches`` maps a role (audio, text) to a cache's manifest.json."""
+    """Train one fold and seed; ``caches`` maps a role (audio, text) to a cache's manifest.json
+    (or to a list of them: a union corpus reads its members' caches)."""
     from .train import run_training
 
     started = now()
+    caches = {role: (m if isinstance(m, (str, os.PathLike)) else [str(x) for x in m]) for role, m in caches.items()}
     summary = run_training(manifest_csv=manifest_csv, folds_csv=folds_csv,
-                           caches={role: str(Path(m).parent) for role, m in caches.items()},
+                           caches={role: (str(Path(m).parent) if isinstance(m, (str, os.PathLike))
+                                          else [str(Path(x).parent) for x in m]) for role, m in caches.items()},
                            fold=fold, seed=seed, classes=classes, model=model, model_params=dict(model_params),
                            train=dict(train_params), out_dir=out_dir)
     out = Path(out_dir)
@@ -124,14 +167,17 @@ def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, str], out_d
                      started=started, extra={"summary": summary})
 
 
-def score(pred_csv: str, out_json: str, *, classes: Sequence[str], fold: int, seed: int) -> None:
+def score(pred_csv: str, out_json: str, *, classes: Sequence[str], fold: int, seed: int,
+          corpus: str | None = None) -> None:
+    """Test-split metrics; per corpus (``by_corpus``) from the predictions' ``corpus`` column, else ``corpus``."""
     from .metrics import score_predictions
 
     started = now()
-    m = score_predictions(pred_csv, classes, split="test")
+    m = score_predictions(pred_csv, classes, split="test", corpus=corpus)
     m.update(fold=fold, seed=seed)
     write_json(out_json, m)
-    write_provenance(out_json, rule="score", seed=seed, params={"classes": list(classes), "split": "test"},
+    write_provenance(out_json, rule="score", seed=seed,
+                     params={"classes": list(classes), "split": "test", "corpus": corpus},
                      inputs={"predictions": pred_csv}, outputs=[out_json], started=started)
 
 
@@ -140,7 +186,8 @@ def table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[Mapping[str, Any]
     from . import tables as T
 
     started = now()
-    refs = {row: [T.RunRef(r["metrics"], int(r["fold"]), int(r["seed"])) for r in rs] for row, rs in runs.items()}
+    refs = {row: [T.RunRef(r["metrics"], int(r["fold"]), int(r["seed"]), r.get("experiment", "")) for r in rs]
+            for row, rs in runs.items()}
     df = T.build_table(spec, refs)
     cells = T.render(spec, df, out_tex, out_csv, out_md)
     metrics = sorted({r.metrics for rs in refs.values() for r in rs})
@@ -150,12 +197,34 @@ def table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[Mapping[str, Any]
 
 
 def confusion(metrics_files: Sequence[str], *, classes: Sequence[str], title: str, pdf: str, png: str, tex: str,
-              csv: str) -> None:
-    """Confusion matrix summed over runs: figure (PDF, PNG), LaTeX tabular and CSV."""
+              csv: str, corpus: str | None = None) -> None:
+    """Confusion matrix summed over runs: figure (PDF, PNG), LaTeX tabular and CSV.
+
+    ``corpus`` restricts a union corpus's runs to one member's test utterances (``by_corpus``)."""
     from .figures import summed_confusion, write_confusion
 
     started = now()
-    counts = summed_confusion(metrics_files, classes)
+    counts = summed_confusion(metrics_files, classes, corpus=corpus)
     write_confusion(counts, classes, title, pdf, png, tex, csv)
-    write_provenance(pdf, rule="confusion", params={"classes": list(classes), "title": title},
+    write_provenance(pdf, rule="confusion", params={"classes": list(classes), "title": title, "corpus": corpus},
                      inputs={"metrics": list(metrics_files)}, outputs=[pdf, png, tex, csv], started=started)
+
+
+def demo_checkpoint(done_json: str, *, family: str, seed: int = 0, size: str = "tiny",
+                    texts_from: str | None = None, manifest_csv: str | None = None) -> None:
+    """Write a tiny random-initialised checkpoint directory (the demo's stand-in for a real one)."""
+    import pandas as pd
+
+    from .encoders.demo import make_demo_checkpoint
+
+    started = now()
+    out_dir = Path(done_json).parent
+    texts = None
+    if manifest_csv:
+        texts = [t for t in pd.read_csv(manifest_csv, keep_default_na=False)["transcript"] if t]
+    make_demo_checkpoint(family, str(out_dir), seed, texts=texts, size=size)
+    files = sorted(p for p in out_dir.iterdir() if p.is_file() and not p.name.endswith(".prov.json"))
+    write_provenance(done_json, rule="demo_checkpoint", seed=seed,
+                     params={"family": family, "size": size, "texts_from": texts_from},
+                     inputs={"transcripts": [manifest_csv]} if manifest_csv else None, outputs=files,
+                     started=started)

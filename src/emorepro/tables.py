@@ -12,6 +12,10 @@ Aggregation rules (``aggregate``):
     For each seed, average the per-fold metric over folds; report the mean and the sample
     standard deviation (ddof=1) of those per-seed means.  (Ispas et al.: "mean ± std over
     3 seeds of 10-fold means"; Zhang et al. and MMER average folds.)
+
+A row may list several experiments (Zhang et al.'s Table 3 "Baseline, ACT+SPON (separate)"
+averages a model trained on each corpus): their values are averaged per fold and seed
+before the rule above, and each experiment must have run every (fold, seed) of the others.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ class RunRef:
     metrics: str
     fold: int
     seed: int
+    experiment: str = ""    # which of the row's experiments (a row may average several)
 
 
 def metric_value(metrics: Mapping[str, Any], path: str, where: str) -> float:
@@ -53,7 +58,8 @@ def metric_value(metrics: Mapping[str, Any], path: str, where: str) -> float:
 def _aggregate(values: dict[int, dict[int, float]]) -> tuple[float, float, int]:
     import numpy as np
 
-    per_seed = [float(np.mean([v for _, v in sorted(folds.items())])) for _, folds in sorted(values.items())]
+    # values[seed][fold] is a list when the row averages several experiments: averaged first.
+    per_seed = [float(np.mean([np.mean(v) for _, v in sorted(folds.items())])) for _, folds in sorted(values.items())]
     mean = float(np.mean(per_seed))
     std = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else math.nan
     return mean, std, len(per_seed)
@@ -65,6 +71,12 @@ def _reported(val) -> tuple[float, float]:
     if isinstance(val, (list, tuple)):
         return float(val[0]), float(val[1]) if len(val) > 1 else math.nan
     return float(val), math.nan
+
+
+def _col(column: Mapping[str, Any], key: str, default):
+    """A column's own ``scale``/``digits`` when set (not None), else the table's."""
+    v = column.get(key)
+    return default if v is None else v
 
 
 def _fmt(mean: float, std: float, digits: int, latex: bool) -> str:
@@ -96,6 +108,10 @@ def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *
         if bad:
             raise InputError(f"config: tables.{spec['name']}.rows[{r['name']!r}].reported: key(s) {bad} match no "
                              f"column; columns are {col_names}")
+        bad = sorted(set(r.get("columns") or []) - set(col_names))
+        if bad:
+            raise InputError(f"config: tables.{spec['name']}.rows[{r['name']!r}].columns: {bad} match no column; "
+                             f"columns are {col_names}")
     stats = spec.get("stats") or {}
     stat_cols = set(stats.get("columns", [])) if stats else set()
     bad = sorted(stat_cols - set(col_names))
@@ -117,19 +133,21 @@ def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *
             if verify_hashes:
                 check_against_sidecar(ref.metrics)
             loaded.append((ref, read_json(ref.metrics)))
+        _check_experiments_cover(spec["name"], r["name"], refs)
         for c in columns:
             values: dict[int, dict[int, float]] = defaultdict(dict)
             cells = []
-            for ref, m in loaded:
-                v = metric_value(m, c["metric"], ref.metrics) * scale
-                values[ref.seed][ref.fold] = v
+            shown = c["name"] in (r.get("columns") or col_names)   # a row may fill only some columns (others: --)
+            for ref, m in (loaded if shown else []):
+                v = metric_value(m, scoped_metric(r, c), ref.metrics) * float(_col(c, "scale", scale))
+                values[ref.seed].setdefault(ref.fold, []).append(v)
                 cells.append({"metrics": ref.metrics, "fold": ref.fold, "seed": ref.seed, "value": v})
             mean, std, n_seeds = _aggregate(values) if values else (math.nan, math.nan, 0)
             p_mean, p_std = _reported((r.get("reported") or {}).get(c["name"]))
             diff = mean - p_mean
             outside = bool(not math.isnan(p_std) and not math.isnan(diff) and abs(diff) > p_std)
             st = _cell_stats(spec, r, c, boot_rows) if c["name"] in stat_cols else {}
-            tidy.append({"row": r["name"], "column": c["name"], "metric": c["metric"], "ours_mean": mean,
+            tidy.append({"row": r["name"], "column": c["name"], "metric": scoped_metric(r, c), "ours_mean": mean,
                          "ours_std": std, "n_seeds": n_seeds, "n_runs": len(cells), "paper": p_mean,
                          "paper_std": p_std, "diff": diff, "outside_paper_band": outside,
                          "ci_low": st.get("ci_low", math.nan), "ci_high": st.get("ci_high", math.nan),
@@ -142,11 +160,25 @@ def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *
     return df.sort_values(["row", "column"]).reset_index(drop=True)
 
 
+def scoped_metric(row: Mapping[str, Any], column: Mapping[str, Any]) -> str:
+    """The metric path of a cell: the column's, under the row's ``metric_scope`` when it has one.
+
+    ``metric_scope: by_corpus.iemocap`` reads one member corpus's test utterances of a union
+    corpus's runs; ``corpus_mean`` their mean over the member corpora (Zhang et al. Table 3).
+    """
+    scope = row.get("metric_scope")
+    return f"{scope}.{column['metric']}" if scope else column["metric"]
+
+
 def _load_bootstrap_rows(spec, runs) -> dict:
     from .stats import load_row
 
     out = {}
     for r in spec["rows"]:
+        scope = r.get("metric_scope") or ""
+        if (scope and not scope.startswith("by_corpus.")) or len({ref.experiment for ref in runs.get(r["name"], [])}) > 1:
+            out[r["name"]] = None   # a mean over corpora or experiments has no single set of test utterances
+            continue
         files = {}
         for ref in runs.get(r["name"], []):
             pred = str(Path(ref.metrics).parent / "predictions.csv")
@@ -154,7 +186,7 @@ def _load_bootstrap_rows(spec, runs) -> dict:
                 raise InputError(f"table {spec['name']}: row {r['name']!r}: missing {pred} (needed for the bootstrap)")
             check_against_sidecar(pred)
             files[(ref.seed, ref.fold)] = pred
-        out[r["name"]] = load_row(files) if files else None
+        out[r["name"]] = load_row(files, corpus=scope.split(".", 1)[1] if scope else None) if files else None
     return out
 
 
@@ -175,6 +207,42 @@ def _cell_stats(spec, row, col, boot_rows) -> dict:
     if other and boot_rows.get(other) is not None:
         d, p = S.paired_test(boot_rows[row["name"]], boot_rows[other], metric, classes, n=n, seed=seed)
         out.update(compare_to=other, diff_vs_compare=d * scale, p_value=p)
+    return out
+
+
+def _check_experiments_cover(table: str, row: str, refs: Sequence[RunRef]) -> None:
+    """A row that averages several experiments (per fold and seed) needs each at every (seed, fold)."""
+    experiments = sorted({r.experiment for r in refs})
+    have: dict[tuple[int, int], list[str]] = defaultdict(list)
+    for r in refs:
+        have[(r.seed, r.fold)].append(r.experiment)
+    for (seed, fold), exps in sorted(have.items()):
+        if sorted(exps) != experiments:
+            raise InputError(f"table {table}: row {row!r}: seed {seed} fold {fold} has runs of {sorted(exps)} but the "
+                             f"row averages {experiments}; give its experiments the same seeds and folds")
+
+
+def fill_corpus_names(spec: Mapping[str, Any], corpora: Mapping[str, Mapping[str, Any]]) -> dict:
+    """``{corpora.<key>.name}`` in a spec's title, notes and row names -> that corpus's ``name`` (default: its key).
+
+    So a table names the user's own corpus (Zhang et al.'s SPON rows name "our spontaneous corpus").
+    """
+    import copy
+    import re
+
+    def fill(text: str) -> str:
+        def sub(m):
+            if m.group(1) not in corpora:
+                raise InputError(f"config: tables.{spec.get('name', '?')}: {m.group(0)} names no corpus")
+            return corpora[m.group(1)].get("name") or m.group(1)
+        return re.sub(r"\{corpora\.([A-Za-z0-9_\-]+)\.name\}", sub, text)
+
+    out = copy.deepcopy(dict(spec))
+    if "title" in out:
+        out["title"] = fill(out["title"])
+    out["notes"] = [fill(n) for n in out.get("notes", [])]
+    out["rows"] = [{**r, "name": fill(r["name"]), **({"compare_to": fill(r["compare_to"])} if r.get("compare_to") else {})}
+                   for r in out["rows"]]
     return out
 
 
@@ -200,10 +268,11 @@ def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str)
     """Write the LaTeX/CSV/Markdown twins; return the cell map for the provenance sidecar."""
     import pandas as pd
 
-    digits = int(spec.get("digits", 2))
+    col_digits = {c["name"]: int(_col(c, "digits", spec.get("digits", 2))) for c in spec["columns"]}
     wide_tex, wide_md = {}, {}
     for _, t in df.iterrows():
         key = str(t["row"])
+        digits = col_digits[str(t["column"])]
         wide_tex.setdefault(key, {})
         wide_md.setdefault(key, {})
         for kind, val in (("ours", _fmt(t["ours_mean"], t["ours_std"], digits, True)),
@@ -239,7 +308,8 @@ def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str)
         "value_mean": None if math.isnan(t["ours_mean"]) else t["ours_mean"],
         "value_std": None if math.isnan(t["ours_std"]) else t["ours_std"],
         "aggregation": spec.get("aggregate", "fold_mean_seed_mean_std"), "metric": t["metric"],
-        "scale": float(spec.get("scale", 1.0)), "runs": t["_cells"]} for _, t in df.iterrows()}
+        "scale": float(_col(next(c for c in spec["columns"] if c["name"] == str(t["column"])), "scale",
+                            spec.get("scale", 1.0))), "runs": t["_cells"]} for _, t in df.iterrows()}
 
 
 def _ordered(wide, df):
@@ -252,7 +322,7 @@ def _ordered(wide, df):
 def caption_rule(spec: Mapping[str, Any]) -> str:
     agg = AGGREGATIONS[spec.get("aggregate", "fold_mean_seed_mean_std")]
     parts = [f"Ours: {agg}.", "Paper: as reported; diff = ours - paper; dagger marks ours outside the paper's +/- band."]
-    if spec.get("stats"):
+    if (spec.get("stats") or {}).get("columns"):
         st = spec["stats"]
         parts.append(f"95% CI: percentile bootstrap over utterances resampled within folds ({st.get('bootstrap', 1000)} "
                      f"replicates, seed {st.get('seed', 0)}); p: two-sided paired bootstrap against the row named in "

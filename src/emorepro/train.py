@@ -40,7 +40,7 @@ class TrainConfig:
     lr: float = 1e-4                # Adam 1e-4
     weight_decay: float = 1e-5      # "1e-5 decay rate", read as L2 weight decay
     grad_clip: float | None = None  # max gradient norm (Ispas et al.: 1.0)
-    selection: str = "val_uar"      # "val_uar" (needs a val split) or "last"
+    selection: str = "val_uar"      # "val_uar", "val_ccc" (mean val CCC of V and A; needs a val split) or "last"
     threads: int = 1
     data: dict[str, Any] = field(default_factory=dict)   # recipe-specific data options
     loss: dict[str, Any] = field(default_factory=dict)   # recipe-specific loss options
@@ -169,6 +169,8 @@ def fit(net, recipe: Recipe) -> tuple[list[dict], int, dict]:
                         if np.ndim(v) == 0})
         history.append(row)
         score = row.get("val_uar", -np.inf) if cfg.selection == "val_uar" else epoch
+        if cfg.selection == "val_ccc":  # regression-only runs (Ispas et al. Con rows)
+            score = float(np.mean([row["val_ccc_valence"], row["val_ccc_arousal"]]))
         if score > best:  # strict: the earliest best epoch wins ties
             best, best_epoch = score, epoch
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -182,12 +184,13 @@ def run_training(*, manifest_csv: str, folds_csv: str, caches: dict[str, str], f
                  device: str | None = None) -> dict:
     """Train and predict one fold; returns a summary dict (selected epoch, seconds, sizes).
 
-    ``caches`` maps a role the recipe expects (``"audio"``, ``"text"``) to a cache directory.
+    ``caches`` maps a role the recipe expects (``"audio"``, ``"text"``) to a cache directory, or to a
+    list of directories (a union corpus reads its members' caches as one).
     """
     import pandas as pd
     import torch
 
-    from .features.cache import FeatureCache
+    from .features.union import open_cache
     from .models import get_model
 
     cfg = TrainConfig(**train)
@@ -207,12 +210,12 @@ def run_training(*, manifest_csv: str, folds_csv: str, caches: dict[str, str], f
     splits = {s: f.loc[f["split"] == s, "utt_id"].tolist() for s in ("train", "val", "test")}
     if not splits["train"] or not splits["test"]:
         raise InputError(f"{folds_csv}: fold {fold} has an empty train or test split")
-    if cfg.selection == "val_uar" and not splits["val"]:
-        raise InputError(f"config: train.selection is 'val_uar' but fold {fold} of {folds_csv} has no val split")
+    if cfg.selection in ("val_uar", "val_ccc") and not splits["val"]:
+        raise InputError(f"config: train.selection is {cfg.selection!r} but fold {fold} of {folds_csv} has no val split")
 
     spec = get_model(model)
     ctx = RunContext(manifest=manifest, splits=splits, classes=list(classes),
-                     caches={k: FeatureCache(v) for k, v in caches.items()}, model_params=dict(model_params),
+                     caches={k: open_cache(v) for k, v in caches.items()}, model_params=dict(model_params),
                      cfg=cfg, seed=seed, device=device)
     recipe = spec.recipe(ctx)
     net = recipe.build().to(device)

@@ -2,4 +2,5 @@ from emorepro.steps import confusion, log_to
 
 log_to(snakemake.log[0])
 confusion(list(snakemake.input.metrics), classes=snakemake.params.classes, title=snakemake.params.title,
+          corpus=snakemake.params.get("corpus"),
           **{k: snakemake.output[k] for k in ("pdf", "png", "tex", "csv")})

@@ -37,6 +37,9 @@ class ModelEntry:
 
 MODELS: dict[str, ModelEntry] = {
     "zhang_bilstm_att": ModelEntry("zhang_bilstm", "ZhangBiLSTM", "ZhangConfig", "ZhangRecipe", ("audio",)),
+    # The same network; the recipe adds the style head/loss, selective masking and "half" data.
+    "zhang_bilstm_att_mtl": ModelEntry("zhang_mtl", "ZhangBiLSTM", "ZhangConfig", "ZhangStyleRecipe", ("audio",)),
+    "ispas_mm": ModelEntry("ispas_mm", "IspasMM", "IspasConfig", "IspasRecipe", ("audio", "text")),
 }
 
 

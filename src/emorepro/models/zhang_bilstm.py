@@ -100,10 +100,11 @@ class ZhangRecipe(Recipe):
     """Fixed-length fbank inputs: first ``max_seconds``, zero-padded; cross-entropy loss."""
 
     input_keys = ("x", "lengths")
+    data_cls = ZhangData        # subclasses extend the data options (emorepro.models.zhang_mtl)
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self.data = ZhangData(**ctx.cfg.data)
+        self.data = self.data_cls(**ctx.cfg.data)
         cache = ctx.caches["audio"]
         max_frames = int(round(self.data.max_seconds * self.data.frame_rate))
         self.x, self.lengths = {}, {}

@@ -1,0 +1,182 @@
+"""Benchmark of the best-subset search for late fusion (emorepro.fusion).
+
+Synthetic trials like the paper's (30 trials x 5,531 IEMOCAP utterances x 4 classes,
+single trials ~73 % UAR, full integration ~77 %; seeded), then:
+
+* naive: ``itertools.combinations`` + numpy argmax + integer UAR on a random sample of
+  subsets, extrapolated to all subsets of size 9 and of every size;
+* greedy forward selection and beam search, with their gap to the exact optimum;
+* the exact search for k = 9 and for every k (unless ``--skip-all``).
+
+Prints subsets/s, seconds, speed-ups over naive measured in the same run and the peak
+RSS; ``--json`` also writes the figures.  The first-ever run compiles the numba kernels
+(reported separately; later runs load them from the cache).
+
+Usage::
+
+    PYTHONPATH=src python benchmarks/fusion_search.py            # full: 30 x 5531, all k
+    PYTHONPATH=src python benchmarks/fusion_search.py --quick    # 16 x 2000, seconds
+    PYTHONPATH=src python benchmarks/fusion_search.py --n 20 --utts 5531 --threads 2
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import resource
+import sys
+import time
+
+import numpy as np
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def naive_rate(logits, labels, k, n_subsets, seed=0):
+    """Subsets per second of the textbook loop (itertools + numpy), on a sample of size-k subsets."""
+    n, _, C = logits.shape
+    support = np.bincount(labels, minlength=C)
+    present = support > 0
+    combos = list(itertools.islice(itertools.combinations(range(n), k), 200_000))
+    rng = np.random.default_rng(seed)
+    sample = [combos[i] for i in rng.choice(len(combos), min(n_subsets, len(combos)), replace=False)]
+    best = -1.0
+    t = time.perf_counter()
+    for subset in sample:
+        pred = np.argmax(logits[list(subset)].sum(axis=0), axis=1)
+        correct = np.bincount(labels[pred == labels], minlength=C)
+        best = max(best, float(np.mean(correct[present] / support[present])))
+    dt = time.perf_counter() - t
+    return len(sample) / dt, dt
+
+
+def naive_all_k_seconds(logits, labels, k_rate, n_subsets, seed=0):
+    """Extrapolated naive time for every size: per-subset cost is linear in k (the sum)."""
+    n = logits.shape[0]
+    ks = sorted({1, max(1, n // 2), n} - {k_rate[0]})
+    points = [k_rate] + [(k, naive_rate(logits, labels, k, max(200, n_subsets // 3), seed)[0]) for k in ks]
+    kk = np.array([p[0] for p in points], float)
+    cost = np.array([1.0 / p[1] for p in points])
+    b, a = np.polyfit(kk, cost, 1)
+    return float(sum(math.comb(n, k) * max(a + b * k, cost.min()) for k in range(1, n + 1)))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=None, help="trials (default 30, --quick 16)")
+    ap.add_argument("--utts", type=int, default=None, help="utterances (default 5531, --quick 2000)")
+    ap.add_argument("--classes", type=int, default=4)
+    ap.add_argument("--k", type=int, default=9, help="the single size timed on its own (paper: 9)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--noise", type=float, default=0.45,
+                    help="per-trial noise of the generator (0.45: paper-like diversity)")
+    ap.add_argument("--threads", type=int, default=None, help="worker threads (default: all CPUs)")
+    ap.add_argument("--beam-width", type=int, default=8)
+    ap.add_argument("--naive-subsets", type=int, default=3000)
+    ap.add_argument("--skip-all", action="store_true", help="skip the exact search over every k")
+    ap.add_argument("--quick", action="store_true", help="small problem (16 x 2000) for a smoke test")
+    ap.add_argument("--json", default=None, help="also write the figures to this file")
+    args = ap.parse_args(argv)
+    n = args.n or (16 if args.quick else 30)
+    utts = args.utts or (2000 if args.quick else 5531)
+    k_one = min(args.k, n)
+
+    t0 = time.perf_counter()
+    from emorepro import fusion as F
+
+    t_import = time.perf_counter() - t0
+    logits, labels = F.synthetic_trials(n, utts, args.classes, args.seed, noise=args.noise)
+    out = {"n_trials": n, "n_utts": utts, "n_classes": args.classes, "seed": args.seed, "noise": args.noise,
+           "threads": F._n_threads(args.threads), "import_seconds": round(t_import, 3)}
+
+    # Compile (first run) or load the cached kernels on a tiny problem, timed apart.
+    t = time.perf_counter()
+    F.exact_search(logits[: min(n, 4), :50], labels[:50], [2], n_threads=1)
+    F.exact_search(logits[: min(n, 4), :50, :], labels[:50], [2], n_threads=1, _kernel="generic")
+    out["compile_or_cache_load_seconds"] = round(time.perf_counter() - t, 2)
+
+    singles = [F.fused_predictions(logits, [i]) for i in range(n)]
+    out["single_trial_uar_mean"] = float(np.mean([F.score_predictions(p, labels, args.classes)["uar"]
+                                                 for p in singles]))
+    full = F.full_integration(logits, labels)
+    out["full_integration_uar"] = full.uar
+
+    rate, dt = naive_rate(logits, labels, k_one, args.naive_subsets, args.seed)
+    n_k = math.comb(n, k_one)
+    n_all = 2**n - 1
+    naive_all = naive_all_k_seconds(logits, labels, (k_one, rate), args.naive_subsets, args.seed)
+    out["naive"] = {f"subsets_per_s_k{k_one}": round(rate, 1), "sampled_seconds": round(dt, 2),
+                    f"extrapolated_seconds_k{k_one}": round(n_k / rate, 1),
+                    "extrapolated_seconds_all_k": round(naive_all, 1)}
+    print(f"synthetic {n} trials x {utts} utts x {args.classes} classes (seed {args.seed}, noise {args.noise}): "
+          f"single-trial UAR {out['single_trial_uar_mean']:.4f}, full integration {full.uar:.4f}")
+    print(f"import {t_import:.2f} s; numba compile/cache load {out['compile_or_cache_load_seconds']:.2f} s; "
+          f"threads {out['threads']}")
+    print(f"naive itertools+numpy: {rate:,.0f} subsets/s at k={k_one} -> k={k_one}: {n_k / rate:,.0f} s, "
+          f"all k: {naive_all:,.0f} s (extrapolated, cost linear in k)")
+
+    ks = list(range(1, n + 1))
+    t = time.perf_counter()
+    greedy = F.greedy_forward(logits, labels, ks)
+    t_greedy = time.perf_counter() - t
+    t = time.perf_counter()
+    beam = F.beam_search(logits, labels, args.beam_width, ks)
+    t_beam = time.perf_counter() - t
+    print(f"greedy forward: {t_greedy:.2f} s for all k; beam (width {args.beam_width}): {t_beam:.2f} s")
+
+    stats = {}
+    t = time.perf_counter()
+    c = time.process_time()
+    one = F.exact_search(logits, labels, [k_one], n_threads=args.threads, _stats=stats)[k_one]
+    wall_one = time.perf_counter() - t
+    cpu_one = time.process_time() - c
+    out[f"exact_k{k_one}"] = {"wall_seconds": round(wall_one, 2), "cpu_seconds": round(cpu_one, 2),
+                             "uar": one.uar, "war": one.war, "subset": list(one.subset),
+                             "nodes": one.n_evaluated, "subsets_per_s_equivalent": round(n_k / wall_one),
+                             "speedup_vs_naive": round(n_k / rate / wall_one, 1), "open_utts": stats["open_utts"],
+                             "table_mib": round(stats["table_bytes"] / 2**20, 1)}
+    print(f"exact k={k_one}: {wall_one:.2f} s wall ({cpu_one:.2f} s CPU), UAR {one.uar:.4f} WAR {one.war:.4f} "
+          f"subset {list(one.subset)}; {n_k / wall_one:,.0f} subsets/s equivalent, "
+          f"{n_k / rate / wall_one:,.0f}x naive; {one.n_evaluated:,} nodes; "
+          f"{stats['open_utts']} open utterances")
+
+    exact = {k_one: one}
+    if not args.skip_all:
+        t = time.perf_counter()
+        c = time.process_time()
+        exact = F.exact_search(logits, labels, ks, n_threads=args.threads)
+        wall_all = time.perf_counter() - t
+        cpu_all = time.process_time() - c
+        out["exact_all_k"] = {"wall_seconds": round(wall_all, 2), "cpu_seconds": round(cpu_all, 2),
+                              "subsets_per_s_equivalent": round(n_all / wall_all),
+                              "speedup_vs_naive": round(naive_all / wall_all, 1),
+                              "nodes": sum(r.n_evaluated for r in exact.values())}
+        print(f"exact all k=1..{n}: {wall_all:.2f} s wall ({cpu_all:.2f} s CPU); "
+              f"{n_all / wall_all:,.0f} subsets/s equivalent, {naive_all / wall_all:,.0f}x naive")
+
+    rows = []
+    print(f"\n{'k':>3} {'exact UAR':>9} {'WAR':>7} {'greedy':>7} {'beam':>7} {'s(exact)':>9}  subset")
+    for k in ks:
+        if k not in exact:
+            continue
+        r = exact[k]
+        rows.append({"k": k, "uar": r.uar, "war": r.war, "subset": list(r.subset), "seconds": round(r.seconds, 3),
+                     "greedy_gap": r.uar - greedy[k].uar, "beam_gap": r.uar - beam[k].uar})
+        print(f"{k:>3} {r.uar:9.4f} {r.war:7.4f} {r.uar - greedy[k].uar:+7.4f} {r.uar - beam[k].uar:+7.4f} "
+              f"{r.seconds:9.2f}  {list(r.subset)}")
+    out["per_k"] = rows
+    out["greedy_seconds"] = round(t_greedy, 2)
+    out["beam_seconds"] = round(t_beam, 2)
+    out["peak_rss_mib"] = round(peak_rss_mib(), 1)
+    print(f"\n(greedy/beam columns: exact UAR minus heuristic UAR)\npeak RSS {out['peak_rss_mib']:.0f} MiB")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

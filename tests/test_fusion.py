@@ -1,0 +1,454 @@
+"""Late fusion and the exact best-subset search (emorepro.fusion).
+
+The exact search is checked against an independent brute force: every subset through
+``itertools.combinations``, predictions from numpy's argmax of the float64 sum, UAR as a
+``Fraction`` of per-class counts (and the winner's value against scikit-learn).  Cases are
+seeded and small (n <= 14 trials), with ties on purpose.
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, recall_score
+
+from emorepro import fusion as F
+
+
+# --------------------------------------------------------------------------------------
+# Brute force reference
+# --------------------------------------------------------------------------------------
+_BRUTE_CACHE: dict = {}
+
+
+def brute_force(logits, labels, k):
+    """(best UAR as Fraction, lexicographically first best subset) over all k-subsets."""
+    logits = np.asarray(logits, dtype=np.float64)
+    key = (logits.shape, logits.tobytes(), np.asarray(labels).tobytes(), k)  # shared by the kernel variants
+    if key not in _BRUTE_CACHE:
+        _BRUTE_CACHE[key] = _brute_force(logits, labels, k)
+    return _BRUTE_CACHE[key]
+
+
+def _brute_force(logits, labels, k):
+    present = np.unique(labels)
+    support = {int(c): int((labels == c).sum()) for c in present}
+    best = None
+    for subset in itertools.combinations(range(logits.shape[0]), k):  # lexicographic order
+        pred = np.argmax(logits[list(subset)].sum(axis=0), axis=1)
+        uar = sum(Fraction(int(((pred == c) & (labels == c)).sum()), support[int(c)]) for c in present)
+        uar /= len(present)
+        if best is None or uar > best[0]:  # strict: the first subset reaching the max wins
+            best = (uar, subset)
+    return best
+
+
+def assert_matches_brute_force(logits, labels, ks, **kw):
+    res = F.exact_search(logits, labels, ks, **kw)
+    for k in ks:
+        uar, subset = brute_force(logits, labels, k)
+        r = res[k]
+        assert r.subset == subset, f"k={k}: {r.subset} != brute force {subset}"
+        n_present = int(np.count_nonzero(r.support))
+        assert sum(Fraction(c, s) for c, s in zip(r.correct, r.support) if s) / n_present == uar
+        pred = np.argmax(np.asarray(logits, np.float64)[list(subset)].sum(axis=0), axis=1)
+        assert r.uar == pytest.approx(recall_score(labels, pred, average="macro", labels=np.unique(labels)), abs=1e-12)
+        assert r.war == pytest.approx(accuracy_score(labels, pred), abs=1e-12)
+        C = np.asarray(logits).shape[2]
+        assert r.confusion.shape == (C, C)
+        assert r.confusion.sum() == len(labels)
+        np.testing.assert_array_equal(r.confusion.sum(axis=1), np.bincount(labels, minlength=C))
+    return res
+
+
+@pytest.fixture(params=["fast", "fast-filter-all", "generic"])
+def kernel(request, monkeypatch):
+    """Kernel under test: the float32 path (default lazy leaf parents or filtering every
+    level) or the float64 path for any number of classes."""
+    if request.param == "fast-filter-all":
+        monkeypatch.setattr(F, "_FAST_RMIN", 1)
+        return "fast"
+    return request.param
+
+
+@pytest.fixture
+def split_items(monkeypatch):
+    """Force the work-item splitting (prefix subtrees, thread merge) even on tiny problems."""
+    monkeypatch.setattr(F, "_SPLIT1", 3)
+    monkeypatch.setattr(F, "_SPLIT2", 30)
+
+
+def random_case(rng, integer):
+    n = int(rng.integers(2, 11))
+    N = int(rng.integers(5, 70))
+    C = int(rng.integers(2, 6))
+    if integer:
+        logits = rng.integers(-2, 3, (n, N, C)).astype(np.float64)  # ties everywhere
+    else:
+        logits = rng.standard_normal((n, N, C)) + 0.8 * rng.standard_normal((1, N, C))  # correlated trials
+    labels = rng.integers(0, C, N)
+    return logits, labels
+
+
+# --------------------------------------------------------------------------------------
+# Exact search == brute force
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", range(6))
+def test_exact_matches_brute_force_random(seed, kernel, split_items):
+    rng = np.random.default_rng(seed)
+    for integer in (False, True):
+        logits, labels = random_case(rng, integer)
+        n = logits.shape[0]
+        assert_matches_brute_force(logits, labels, list(range(1, n + 1)), _kernel=kernel,
+                                   n_threads=1 + seed % 2, incumbent_width=1 + seed % 3)
+
+
+def test_exact_matches_brute_force_14_trials(split_items):
+    # n = 14 crosses the prefix splitting thresholds with real work in each subtree.
+    rng = np.random.default_rng(14)
+    N, C = 120, 4
+    labels = rng.integers(0, C, N)
+    shared = 1.2 * np.eye(C)[labels] + rng.standard_normal((N, C))
+    logits = shared[None] + 0.7 * rng.standard_normal((14, N, C))
+    assert_matches_brute_force(logits, labels, [1, 2, 5, 7, 9, 13, 14], n_threads=2)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_exact_single_class_labels(seed, kernel, split_items):
+    # Only one class in the labels: often every open utterance is misclassified at a
+    # node, which once made the branch-free compaction overwrite a margin row.
+    rng = np.random.default_rng(100 + seed)
+    n, N, C = 9, int(rng.integers(4, 12)), int(rng.integers(2, 5))
+    logits = rng.standard_normal((n, N, C))
+    labels = np.full(N, int(rng.integers(0, C)))
+    assert_matches_brute_force(logits, labels, list(range(1, n + 1)), _kernel=kernel, incumbent_width=1)
+
+
+# Found by random search against a build whose branch-free compaction lacked a spare
+# slot: when every open utterance was misclassified it overwrote another margin row.
+REGRESSION_CASES = [
+    ([[[0.9, -1.3], [-1.0, 1.2], [-0.1, 2.2]], [[0.9, -0.9], [-0.1, -1.5], [0.8, 1.7]],
+      [[-0.3, 0.9], [-0.0, 0.0], [0.2, -1.9]], [[0.5, -1.1], [0.3, 2.5], [-1.3, -1.0]],
+      [[-0.4, 0.2], [-0.7, -1.7], [-0.2, 0.1]], [[0.0, 2.1], [-0.7, -1.4], [1.3, 0.5]],
+      [[0.6, 0.7], [-0.7, 1.6], [0.8, -2.6]]], [1, 1, 0]),
+    ([[[-0.2, -1.2], [-0.5, 0.2], [-0.1, -1.9]], [[-0.8, -1.1], [0.7, -0.3], [-3.6, -0.0]],
+      [[0.8, 1.9], [0.1, 0.8], [0.8, -0.6]], [[-0.2, -1.1], [-0.4, -0.6], [-0.2, 1.0]],
+      [[0.6, -0.2], [-0.6, -1.5], [0.1, -1.0]], [[0.2, 0.1], [1.3, -0.6], [-0.9, 1.2]],
+      [[-1.8, -1.0], [0.1, -0.7], [0.9, -0.7]]], [0, 0, 0]),
+]
+
+
+@pytest.mark.parametrize("case", range(len(REGRESSION_CASES)))
+def test_exact_regression_cases(case, kernel):
+    logits, labels = (np.array(a) for a in REGRESSION_CASES[case])
+    assert_matches_brute_force(logits.astype(float), labels, list(range(1, logits.shape[0] + 1)), _kernel=kernel)
+
+
+def test_generic_kernel_many_classes():
+    rng = np.random.default_rng(7)
+    logits = rng.integers(-1, 2, (7, 40, 7)).astype(float)
+    labels = rng.integers(0, 7, 40)
+    assert_matches_brute_force(logits, labels, list(range(1, 8)))  # C = 7 -> generic kernel
+
+
+def test_ties_between_subsets_pick_lexicographically_smallest(kernel):
+    # Trials 1, 2 and 3 are copies of one good trial; 0 and 4 are poor.  Any non-empty
+    # set of copies predicts like one copy, so (1,), (2,), (3,) tie, as do (1, 2), (1, 3),
+    # (2, 3) and (1, 2, 3): the first in itertools order must win.
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, 30)
+    good = 3.0 * np.eye(3)[labels] + rng.integers(-2, 3, (30, 3))
+    poor = lambda: rng.integers(-3, 4, (30, 3)).astype(float)  # noqa: E731
+    logits = np.stack([poor(), good, good, good, poor()])
+    res = assert_matches_brute_force(logits, labels, [1, 2, 3], _kernel=kernel)
+    assert res[1].subset == (1,) and res[2].subset == (1, 2) and res[3].subset == (1, 2, 3)
+    assert res[1].uar == res[2].uar == res[3].uar
+
+
+def test_class_ties_follow_numpy_argmax(kernel):
+    # Two trials whose sum ties classes 1 and 2 exactly: argmax must pick class 1.
+    logits = np.array([
+        [[0.0, 1.0, 2.0], [1.0, 1.0, 1.0]],
+        [[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]],
+    ])
+    labels = np.array([1, 0])  # sample 0 ties 1 vs 2 -> 1 (correct); sample 1 ties all -> 0 (correct)
+    res = assert_matches_brute_force(logits, labels, [1, 2], _kernel=kernel)
+    assert res[2].uar == 1.0
+    np.testing.assert_array_equal(F.fused_predictions(logits, (0, 1)), [1, 0])
+
+
+def test_absent_class_and_constant_trial(kernel, split_items):
+    rng = np.random.default_rng(11)
+    n, N, C = 8, 60, 4
+    labels = rng.choice([0, 1, 3], N)  # class 2 never occurs: UAR averages 3 recalls
+    logits = rng.standard_normal((n, N, C)) + 1.0 * np.eye(C)[labels]
+    logits[3] = 0.25  # a trial of constant logits: predicts class 0 everywhere on its own
+    logits[5, :, 2] += 1.5  # a trial biased towards the absent class
+    res = assert_matches_brute_force(logits, labels, list(range(1, n + 1)), _kernel=kernel)
+    assert res[1].support[2] == 0
+    pred = F.fused_predictions(logits, res[4].subset)
+    expected = np.mean([np.mean(pred[labels == c] == c) for c in (0, 1, 3)])
+    assert res[4].uar == pytest.approx(expected, abs=1e-15)
+
+
+def test_float_summation_order_is_the_reference(kernel):
+    # Magnitudes where float64 addition is not associative: (1e16 + 1) - 1e16 == 0, not 1.
+    # The search must follow the sorted-order float64 sum that numpy computes.
+    big = 1e16
+    logits = np.zeros((4, 3, 2))
+    logits[0, :, 1] = big
+    logits[1, :, 1] = 1.0
+    logits[1, :, 0] = 0.5
+    logits[2, :, 1] = -big
+    logits[3, 1, 0] = 0.25
+    labels = np.array([0, 1, 0])
+    # In exact arithmetic trials (0, 1, 2) give class 1 (1 > 0.5); in float64, class 0.
+    assert F.fused_predictions(logits, (0, 1, 2)).tolist() == [0, 0, 0]
+    res = assert_matches_brute_force(logits, labels, [1, 2, 3, 4], _kernel=kernel)
+    assert res[3].subset == (0, 1, 2)
+
+
+def test_all_utterances_decided():
+    # Every trial right everywhere: nothing is left open, every subset scores 100 %.
+    labels = np.array([0, 1, 2, 1])
+    logits = np.stack([5 * np.eye(3)[labels] + i for i in range(6)])
+    res = F.exact_search(logits, labels, [1, 3, 6])
+    assert [res[k].subset for k in (1, 3, 6)] == [(0,), (0, 1, 2), tuple(range(6))]
+    assert all(res[k].uar == 1.0 for k in (1, 3, 6))
+
+
+def test_single_class_logits():
+    logits = np.random.default_rng(0).standard_normal((3, 5, 1))
+    res = F.exact_search(logits, np.zeros(5, int), None)
+    assert res[2].subset == (0, 1) and res[2].uar == 1.0
+
+
+def test_input_validation():
+    with pytest.raises(ValueError, match="NaN"):
+        F.exact_search(np.full((2, 3, 2), np.nan), np.zeros(3, int), [1])
+    with pytest.raises(ValueError, match="labels"):
+        F.exact_search(np.zeros((2, 3, 2)), np.array([0, 1, 2]), [1])
+    with pytest.raises(ValueError, match="outside"):
+        F.exact_search(np.zeros((2, 3, 2)), np.zeros(3, int), [3])
+
+
+# --------------------------------------------------------------------------------------
+# Heuristics
+# --------------------------------------------------------------------------------------
+def test_heuristics_never_beat_exact_and_wide_beam_is_exact():
+    rng = np.random.default_rng(5)
+    logits, labels = random_case(rng, integer=False)
+    n = logits.shape[0]
+    ks = list(range(1, n + 1))
+    exact = F.exact_search(logits, labels, ks)
+    greedy = F.greedy_forward(logits, labels, ks)
+    beam = F.beam_search(logits, labels, width=4, ks=ks)
+    wide = F.beam_search(logits, labels, width=2**n, ks=ks)  # keeps every subset: exhaustive
+    for k in ks:
+        assert greedy[k].uar <= exact[k].uar + 1e-15
+        assert beam[k].uar <= exact[k].uar + 1e-15
+        assert wide[k].subset == exact[k].subset
+    assert greedy[1].subset == exact[1].subset  # size 1 is exhaustive for both
+    assert [greedy[k].method for k in (1, 2)] == ["greedy", "greedy"] and beam[1].method == "beam"
+    # Greedy subsets are nested: each adds one trial to the previous.
+    for k in range(2, n + 1):
+        assert set(greedy[k - 1].subset) < set(greedy[k].subset)
+
+
+def test_full_integration():
+    rng = np.random.default_rng(2)
+    logits, labels = random_case(rng, integer=False)
+    full = F.full_integration(logits, labels)
+    pred = np.argmax(logits.sum(axis=0), axis=1)
+    assert full.k == logits.shape[0] and full.subset == tuple(range(logits.shape[0]))
+    assert full.uar == pytest.approx(recall_score(labels, pred, average="macro", labels=np.unique(labels)))
+
+
+# --------------------------------------------------------------------------------------
+# Honest selection
+# --------------------------------------------------------------------------------------
+def _folded_case(seed=9, n=8, per_fold=40, n_folds=3, C=4):
+    rng = np.random.default_rng(seed)
+    N = per_fold * n_folds
+    labels = rng.integers(0, C, N)
+    folds = np.repeat(np.arange(1, n_folds + 1), per_fold)
+    logits = 1.2 * np.eye(C)[labels] + rng.standard_normal((N, C)) + 0.8 * rng.standard_normal((n, N, C))
+    return logits, labels, folds
+
+
+def test_cross_fold_selection_does_not_use_held_out_labels():
+    logits, labels, folds = _folded_case()
+    k = 3
+    ref = F.cross_fold_selection(logits, labels, folds, k)
+    # Chosen subsets are the exact optimum on the other folds.
+    for f, subset in ref.subsets.items():
+        assert subset == F.exact_search(logits[:, folds != f], labels[folds != f], [k])[k].subset
+    # The pooled figure scores each fold with its own subset.
+    pred = np.empty(len(labels), int)
+    for f, subset in ref.subsets.items():
+        pred[folds == f] = F.fused_predictions(logits[:, folds == f], subset)
+    assert ref.uar == pytest.approx(recall_score(labels, pred, average="macro", labels=np.unique(labels)))
+    assert ref.war == pytest.approx(accuracy_score(labels, pred))
+    # Scrambling fold 2's labels cannot change the subset chosen for fold 2 ...
+    rng = np.random.default_rng(0)
+    changed = False
+    for _ in range(3):
+        perturbed = labels.copy()
+        perturbed[folds == 2] = rng.integers(0, 4, (folds == 2).sum())
+        res = F.cross_fold_selection(logits, perturbed, folds, k)
+        assert res.subsets[2] == ref.subsets[2]
+        changed |= res.subsets[1] != ref.subsets[1] or res.subsets[3] != ref.subsets[3]
+    # ... while the other folds' subsets do depend on those labels (the test has teeth).
+    assert changed
+
+
+def test_validation_selection_ignores_test_labels():
+    logits, labels, folds = _folded_case(seed=4)
+    val, test = folds == 1, folds != 1
+    a = F.validation_selection(logits[:, val], labels[val], logits[:, test], labels[test], 3)
+    assert a.subsets["val"] == F.exact_search(logits[:, val], labels[val], [3])[3].subset
+    scrambled = np.random.default_rng(1).permutation(labels[test])
+    b = F.validation_selection(logits[:, val], labels[val], logits[:, test], scrambled, 3)
+    assert b.subsets == a.subsets
+    pred = F.fused_predictions(logits[:, test], a.subsets["val"])
+    assert a.uar == pytest.approx(recall_score(labels[test], pred, average="macro", labels=np.unique(labels[test])))
+
+
+# --------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------
+def write_run(path, rows, n_classes):
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / "predictions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["utt_id", "fold", "split", "label", "pred"] + [f"logit_{c}" for c in range(n_classes)])
+        for utt, fold, split, label, logits in rows:
+            w.writerow([utt, fold, split, label, int(np.argmax(logits))] + [repr(float(x)) for x in logits])
+
+
+def make_trials(tmp_path, n_trials=3, n_folds=2, per_fold=6, C=4, seed=0, with_val=True):
+    rng = np.random.default_rng(seed)
+    trials = {}
+    truth = {}
+    for t in range(n_trials):
+        runs = []
+        for f in range(1, n_folds + 1):
+            rows = []
+            for j in range(per_fold):
+                utt = f"Ses0{f}_utt{j:03d}"
+                label = (f * 7 + j) % C
+                lg = rng.standard_normal(C)
+                rows.append((utt, f, "test", label, lg))
+                truth[(t, utt)] = lg
+                if with_val:
+                    rows.append((f"val_f{f}_{j}", f, "val", (j + 1) % C, rng.standard_normal(C)))
+            run = tmp_path / f"trial{t}" / f"fold{f}"
+            write_run(run, rows, C)
+            runs.append(run)
+        trials[f"trial{t}"] = runs
+    return trials, truth
+
+
+def test_load_trials_pools_folds_in_order(tmp_path):
+    trials, truth = make_trials(tmp_path)
+    data = F.load_trials(trials)
+    assert data.names == ["trial0", "trial1", "trial2"]
+    assert data.logits.shape == (3, 12, 4)
+    assert data.utt_ids[:2] == ["Ses01_utt000", "Ses01_utt001"] and data.utt_ids[6] == "Ses02_utt000"
+    assert data.labels.tolist()[:3] == [(7 + j) % 4 for j in range(3)]
+    assert data.folds.tolist() == ["1"] * 6 + ["2"] * 6
+    np.testing.assert_array_equal(data.logits[1, 7], truth[(1, "Ses02_utt001")])  # exact float round trip
+    assert data.val_logits.shape == (3, 12, 4) and data.val_utt_ids[0] == "val_f1_0"
+
+
+def test_load_trials_without_val_rows(tmp_path):
+    trials, _ = make_trials(tmp_path, with_val=False)
+    data = F.load_trials(trials)
+    assert data.val_logits is None and data.logits.shape == (3, 12, 4)
+
+
+def test_load_trials_reports_first_mismatch(tmp_path):
+    trials, _ = make_trials(tmp_path, with_val=False)
+    # trial2, fold 2: swap two utterances -> first difference at pooled position 6 + 2.
+    path = trials["trial2"][1] / "predictions.csv"
+    lines = path.read_text().splitlines()
+    lines[3], lines[4] = lines[4], lines[3]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"trial 'trial2'.*position 8.*'Ses02_utt003'"):
+        F.load_trials(trials)
+
+
+def test_load_trials_label_mismatch_and_missing_rows(tmp_path):
+    trials, _ = make_trials(tmp_path, with_val=False)
+    path = trials["trial1"][0] / "predictions.csv"
+    rows = list(csv.reader(path.read_text().splitlines()))
+    rows[5][3] = str((int(rows[5][3]) + 1) % 4)  # label of Ses01_utt004
+    path.write_text("\n".join(",".join(r) for r in rows) + "\n")
+    with pytest.raises(ValueError, match=r"trial 'trial1'.*position 4.*'Ses01_utt004'"):
+        F.load_trials(trials)
+    trials2, _ = make_trials(tmp_path / "b", with_val=False)
+    with pytest.raises(ValueError, match=r"trial 'trial1'.*position 6.*missing utt_id 'Ses02_utt000'"):
+        F.load_trials({"trial0": trials2["trial0"], "trial1": trials2["trial1"][:1]})
+
+
+def test_load_trials_rejects_duplicates_and_unknown_splits(tmp_path):
+    trials, _ = make_trials(tmp_path, n_trials=2, with_val=False)
+    path = trials["trial0"][1] / "predictions.csv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines + [lines[1].replace("Ses02_utt000", "Ses01_utt000")]) + "\n")
+    with pytest.raises(ValueError, match=r"trial 'trial0'.*'Ses01_utt000' occurs twice"):
+        F.load_trials(trials)
+    path.write_text("\n".join(lines + [lines[1].replace(",test,", ",train,")]) + "\n")
+    with pytest.raises(ValueError, match=r"predictions.csv:8: split must be 'test' or 'val'"):
+        F.load_trials(trials)
+    path.write_text("\n".join(lines + [lines[1].replace("Ses02_utt000", "Ses02_extra")]) + "\n")
+    with pytest.raises(ValueError, match=r"trial 'trial1'.*position 12.*missing utt_id 'Ses02_extra'"):
+        F.load_trials(trials)
+
+
+def test_search_npz_round_trip(tmp_path):
+    rng = np.random.default_rng(8)
+    logits, labels = random_case(rng, integer=False)
+    npz = tmp_path / "logits.npz"
+    np.savez(npz, logits=logits, labels=labels)
+    out = tmp_path / "out" / "best.json"
+    doc = F.search_npz(npz, [1, 2, 3], out)
+    on_disk = json.loads(out.read_text())
+    assert on_disk == json.loads(json.dumps(doc))
+    assert not list(out.parent.glob(".*.tmp"))  # atomic write left no temporary behind
+    exact = F.exact_search(logits, labels, [1, 2, 3])
+    for k in (1, 2, 3):
+        r = on_disk["results"][str(k)]
+        assert tuple(r["subset"]) == exact[k].subset
+        assert r["uar"] == exact[k].uar and r["war"] == exact[k].war
+        assert r["seconds"] >= 0
+    assert set(F.search_npz(npz, "all")["results"]) == {str(k) for k in range(1, logits.shape[0] + 1)}
+
+
+def test_run_fusion_writes_table(tmp_path):
+    trials, _ = make_trials(tmp_path, n_trials=4, per_fold=10)
+    out_csv, out_json = tmp_path / "fusion.csv", tmp_path / "fusion.json"
+    doc = F.run_fusion({k: [str(p) for p in v] for k, v in trials.items()}, [1, 2, 3], out_csv, out_json)
+    with open(out_csv) as f:
+        rows = list(csv.DictReader(f))
+    methods = [(r["method"], int(r["k"])) for r in rows]
+    for m in ("exact", "greedy", "beam"):
+        assert [k for mm, k in methods if mm == m] == [1, 2, 3]
+    assert ("full", 4) in methods
+    honest_k = max((r for r in doc["rows"] if r["method"] == "exact"), key=lambda r: (r["uar"], -r["k"]))["k"]
+    assert ("crossfold", honest_k) in methods and ("validation", honest_k) in methods
+    exact = {int(r["k"]): r for r in rows if r["method"] == "exact"}
+    for r in rows:
+        if r["method"] in ("greedy", "beam"):
+            assert float(r["gap_to_exact"]) >= -1e-12
+    data = F.load_trials(trials)
+    for k, r in exact.items():
+        idx = tuple(int(i) for i in r["subset_idx"].split("+"))
+        assert r["subset"] == "+".join(data.names[i] for i in idx)
+        assert idx == F.exact_search(data.logits, data.labels, [k])[k].subset
+    js = json.loads(out_json.read_text())
+    assert len(js["rows"]) == len(rows) and all(np.array(r["confusion"]).shape == (4, 4) for r in js["rows"])

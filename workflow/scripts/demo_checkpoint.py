@@ -1,0 +1,5 @@
+from emorepro.steps import demo_checkpoint, log_to
+
+log_to(snakemake.log[0])
+demo_checkpoint(snakemake.output.done, family=snakemake.params.family, manifest_csv=snakemake.input.get("manifest"),
+                **snakemake.params.demo)
