@@ -13,6 +13,7 @@ include: "rules/corpus.smk"
 include: "rules/features.smk"
 include: "rules/train.smk"
 include: "rules/tables.smk"
+include: "rules/fusion.smk"
 
 
 rule all:

@@ -64,6 +64,10 @@ for _paper, _variants in config["experiments"].items():
                  "a union corpus needs a protocol with scheme `union` (and only a union corpus)")
         for _role, _enc in _e["inputs"].items():
             _require(_enc in config["encoders"], f"{_key}.inputs.{_role}", f"{_enc!r} is not a key of encoders")
+for _n, _f in config["fusion"].items():
+    for _x in _f["experiments"]:
+        _p, _, _v = _x.partition("/")
+        _require(_v in config["experiments"].get(_p, {}), f"fusion.{_n}.experiments", f"{_x!r} is not an experiment")
 for _t, _spec in config["tables"].items():
     for _row in _spec["rows"]:
         for _x in row_experiments(_row):
@@ -198,10 +202,30 @@ def table_experiments():
     return seen
 
 
+def fusion_trials(name):
+    """Trial name -> run directories (fold order): each (experiment, seed) of the set is one trial."""
+    trials = {}
+    for x in config["fusion"][name]["experiments"]:
+        paper, _, variant = x.partition("/")
+        for seed in experiment(paper, variant)["seeds"]:
+            runs = [d for k, s, d in experiment_runs(paper, variant) if s == seed]
+            trials[f"{variant}/seed{seed}"] = runs
+    return trials
+
+
+def fusion_inputs(wildcards):
+    return sorted(f"{d}/predictions.csv" for runs in fusion_trials(wildcards.name).values() for d in runs)
+
+
+def enabled_fusions():
+    return [n for n, f in config["fusion"].items() if f["paper"] in config["papers"]]
+
+
 def get_final_output():
     tables = [f"{RESULTS}/tables/{t}.tex" for t in enabled_tables()]
     figures = [f"{RESULTS}/figures/confusion/{p}/{v}.pdf" for p, v in table_experiments()]
     # A union corpus's runs test on each member: one confusion matrix per member corpus too.
     figures += [f"{RESULTS}/figures/confusion/{p}/{v}/{m}.pdf" for p, v in table_experiments()
                 if is_union(experiment(p, v)["corpus"]) for m in config["corpora"][experiment(p, v)["corpus"]]["members"]]
-    return tables + figures
+    fusion = [f"{RESULTS}/fusion/{n}.csv" for n in enabled_fusions()]
+    return tables + figures + fusion

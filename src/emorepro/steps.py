@@ -228,3 +228,21 @@ def demo_checkpoint(done_json: str, *, family: str, seed: int = 0, size: str = "
                      params={"family": family, "size": size, "texts_from": texts_from},
                      inputs={"transcripts": [manifest_csv]} if manifest_csv else None, outputs=files,
                      started=started)
+
+
+def fusion(trials: Mapping[str, Sequence[str]], *, ks, honest_ks, out_csv: str, out_json: str, threads: int = 1) -> None:
+    """Exact late-fusion search over a trial set (Lee et al. Sec. 4.4-4.5), with honest selection."""
+    from .fusion import run_fusion
+    from .tables import check_against_sidecar
+
+    started = now()
+    preds = [f"{d}/predictions.csv" for runs in trials.values() for d in runs]
+    for p in preds:
+        check_against_sidecar(p)
+    doc = run_fusion({k: list(v) for k, v in trials.items()}, ks, out_csv, out_json, honest_ks=honest_ks,
+                     n_threads=threads)
+    best = max((r for r in doc["rows"] if r["method"] == "exact"), key=lambda r: r["uar"])
+    log.info("best exact subset: k=%d UAR %.4f (%s)", best["k"], best["uar"], best["subset"])
+    write_provenance(out_csv, rule="fusion", params={"trials": {k: list(v) for k, v in trials.items()}, "ks": ks,
+                     "honest_ks": honest_ks}, inputs={"predictions": preds}, outputs=[out_csv, out_json],
+                     started=started)
