@@ -87,7 +87,9 @@ def test_zhang_tables_3_to_5_from_the_two_demo_corpora(demo_run):
     pairs = {f"Baseline: ACT + {spon} (separate)": ("Baseline (ACT)", f"Baseline ({spon})")}
     pairs.update({f"{m}: ACT + {spon}": (f"{m} (ACT+{spon})",) * 2 for m in ("Combined", "MTL", "Selective MTL")})
     for row, (r4, r5) in pairs.items():
-        assert ua3.loc[row, "ours_mean"] == pytest.approx((ua4.loc[r4, "ours_mean"] + ua5.loc[r5, "ours_mean"]) / 2)
+        # The CSVs keep 6 significant digits, so compare at that precision.
+        assert ua3.loc[row, "ours_mean"] == pytest.approx((ua4.loc[r4, "ours_mean"] + ua5.loc[r5, "ours_mean"]) / 2,
+                                                          abs=2e-4)
     assert ua5.loc[f"MTL (ACT+{spon})", "metric"] == "by_corpus.spon.uar"
     style = t3[t3["column"] == "Style acc."].set_index("row")["ours_mean"]
     assert style.iloc[:3].isna().all() and (style.iloc[3:] > 90).all()   # the style task is easy, as in the paper
