@@ -73,6 +73,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--noise", type=float, default=0.45,
                     help="per-trial noise of the generator (0.45: paper-like diversity)")
+    ap.add_argument("--signal", type=float, default=1.75, help="class signal of the generator")
     ap.add_argument("--threads", type=int, default=None, help="worker threads (default: all CPUs)")
     ap.add_argument("--beam-width", type=int, default=8)
     ap.add_argument("--naive-subsets", type=int, default=3000)
@@ -88,8 +89,9 @@ def main(argv=None) -> int:
     from emorepro import fusion as F
 
     t_import = time.perf_counter() - t0
-    logits, labels = F.synthetic_trials(n, utts, args.classes, args.seed, noise=args.noise)
+    logits, labels = F.synthetic_trials(n, utts, args.classes, args.seed, noise=args.noise, signal=args.signal)
     out = {"n_trials": n, "n_utts": utts, "n_classes": args.classes, "seed": args.seed, "noise": args.noise,
+           "signal": args.signal,
            "threads": F._n_threads(args.threads), "import_seconds": round(t_import, 3)}
 
     # Compile (first run) or load the cached kernels on a tiny problem, timed apart.

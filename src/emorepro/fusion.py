@@ -582,17 +582,21 @@ def _add_rows(lst, M, D, na, out):
 
 
 @numba.njit(cache=True, nogil=True)
-def _filter_child(lst, W, M, D, T, B, na, s, best, fx, possible, olst, OW, OM, st, V):
+def _filter_child(lst, W, M, D, T, B, na, s, cut, best, fx, possible, olst, OW, OM, st, V):
     """Working list of a child node: margins after adding one trial, then decide each utterance.
 
     Lost (cannot be correct in any completion), sure (correct in every completion) or open.
-    The first pass is branch-free; the second compacts the open utterances, currently
-    misclassified ones first (the leaves lose those, so their early exit comes sooner).
-    The compaction stores every entry at the next free slot and only advances past the
-    kept ones, so the outputs need one spare column (index ``na``).
-    Returns (fx, possible, open weight, #open, pruned).
+    The first pass is branch-free.  The second compacts the open utterances ordered by
+    their best reachable margin ``min_j (m_j + top_j)`` in four buckets (bounds ``cut``):
+    the ones that need nearly all the remaining budget come first, the leaves lose those,
+    so their early exit comes sooner.  The compaction stores every entry at the next free
+    slot and only advances past the kept ones, so the outputs need one spare column
+    (index ``na``).  Returns (fx, possible, open weight, #open, pruned).
     """
     ns = -s
+    c0 = cut[0]
+    c1 = cut[1]
+    c2 = cut[2]
     M0 = M[0]
     M1 = M[1]
     M2 = M[2]
@@ -622,13 +626,21 @@ def _filter_child(lst, W, M, D, T, B, na, s, best, fx, possible, olst, OW, OM, s
             v1 = M1[q] + D1[u]
             v2 = M2[q] + D2[u]
             v3 = M3[q] + D3[u]
-            lost = (v0 + T0[u] < ns) | (v1 + T1[u] < ns) | (v2 + T2[u] < ns) | (v3 + T3[u] < ns)
+            t0 = v0 + T0[u]
+            t1 = v1 + T1[u]
+            t2 = v2 + T2[u]
+            t3 = v3 + T3[u]
+            ta = t0 if t0 < t1 else t1
+            tb = t2 if t2 < t3 else t3
+            top = ta if ta < tb else tb
+            lost = top < ns
             sure = (v0 + B0[u] > s) & (v1 + B1[u] > s) & (v2 + B2[u] > s) & (v3 + B3[u] > s)
             V0[q] = v0
             V1[q] = v1
             V2[q] = v2
             V3[q] = v3
-            st[q] = 1 if lost else (2 if sure else 0)
+            bucket = (1 if top >= c0 else 0) + (1 if top >= c1 else 0) + (1 if top >= c2 else 0)
+            st[q] = -1 if (lost | sure) else bucket
             possible -= W[q] if lost else 0
             fx += W[q] if (sure & (not lost)) else 0
         q0 = q1
@@ -640,7 +652,7 @@ def _filter_child(lst, W, M, D, T, B, na, s, best, fx, possible, olst, OW, OM, s
     O3 = OM[3]
     nc = 0
     rs = 0
-    for half in range(2):
+    for bucket in range(4):
         for q in range(na):
             olst[nc] = lst[q]
             OW[nc] = W[q]
@@ -648,15 +660,14 @@ def _filter_child(lst, W, M, D, T, B, na, s, best, fx, possible, olst, OW, OM, s
             O1[nc] = V1[q]
             O2[nc] = V2[q]
             O3[nc] = V3[q]
-            wrong = (V0[q] < 0) | (V1[q] < 0) | (V2[q] < 0) | (V3[q] < 0)
-            take = (st[q] == 0) & (wrong == (half == 0))
+            take = st[q] == bucket
             rs += W[q] if take else 0
             nc += 1 if take else 0
     return fx, possible, rs, nc, False
 
 
 @numba.njit(cache=True, nogil=True)
-def _bb_fast(L, y, w, D, T, B, off, rmin, s, k, prefix, thr, base, lists, WL, M, MP, st, V, best_subset):
+def _bb_fast(L, y, w, D, T, B, off, rmin, s, cut, k, prefix, thr, base, lists, WL, M, MP, st, V, best_subset):
     """Branch and bound below a fixed subset prefix for up to 5 classes, lexicographic order.
 
     Parameters
@@ -669,7 +680,8 @@ def _bb_fast(L, y, w, D, T, B, off, rmin, s, k, prefix, thr, base, lists, WL, M,
     off, rmin : row offsets and smallest budget of the tables.  ``rmin=2``: a node with
         one trial left does not filter its list, its leaves scan the parent's list;
         ``rmin=1``: every level filters.
-    s : float32 slack; k, prefix, thr, base as in :func:`_bb_generic`.
+    s : float32 slack; cut : float32 (3,) bucket bounds of :func:`_filter_child`.
+    k, prefix, thr, base as in :func:`_bb_generic`.
     lists, WL, M, MP, st, V, best_subset : scratch owned by the caller; the per-utterance
         axes need U + 1 entries (see :func:`_filter_child`).
 
@@ -751,7 +763,7 @@ def _bb_fast(L, y, w, D, T, B, off, rmin, s, k, prefix, thr, base, lists, WL, M,
                     best_subset[a] = i2
             continue
         p = off[i + 1] + r2 - rmin
-        fx, possible, rs, nc, pruned = _filter_child(lists[a], WL[a], M[a], D[i], T[p], B[p], na, s, best,
+        fx, possible, rs, nc, pruned = _filter_child(lists[a], WL[a], M[a], D[i], T[p], B[p], na, s, cut, best,
                                                      fixed[a], fixed[a] + rest[a], lists[b], WL[b], M[b], st, V)
         if pruned:
             continue
@@ -871,6 +883,7 @@ class _Prepared:
     off: np.ndarray
     rmin: int  # smallest budget in the tables
     slack: float
+    cut: np.ndarray  # fast: bucket bounds for the order of the working lists
     seconds: float
 
 
@@ -938,10 +951,14 @@ def _prepare(logits, labels, scorer: _Scorer, kmax: int, kernel: str = "auto") -
         s32 = np.float32((2 * n + 16) * 2.0**-24 * Am + slack)
         if float(s32) < (2 * n + 16) * 2.0**-24 * Am + slack:
             s32 = np.nextafter(s32, np.float32(np.inf))
+        # Order of the working lists: bucket bounds on the best reachable margin, in units of
+        # a typical per-trial margin.
+        scale = float(np.median(np.abs(Dc))) if Dc.size else 1.0
+        cut = (np.array([0.5, 1.0, 2.0]) * scale).astype(np.float32)
         return _Prepared(Lc, labels[open_].astype(np.int64), scorer.weights[open_].astype(np.int64), base, True,
-                         D32, t32, b32, off, rmin, s32, time.perf_counter() - t0)
+                         D32, t32, b32, off, rmin, s32, cut, time.perf_counter() - t0)
     return _Prepared(Lc, labels[open_].astype(np.int64), scorer.weights[open_].astype(np.int64), base, False,
-                     Dc, top, bot, off, rmin, slack, time.perf_counter() - t0)
+                     Dc, top, bot, off, rmin, slack, np.zeros(3, np.float32), time.perf_counter() - t0)
 
 
 def _n_threads(n_threads):
@@ -1066,7 +1083,7 @@ def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads
         prefix = np.array(pre, np.int64)
         if prep.fast:
             found, best, nn, nl = _bb_fast(prep.L, prep.y, prep.w, prep.D, prep.top, prep.bot, prep.off, prep.rmin,
-                                           prep.slack,
+                                           prep.slack, prep.cut,
                                            k, prefix, thr, prep.base, *bufs, best_subset)
             nn += nl
         else:
