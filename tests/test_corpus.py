@@ -100,3 +100,17 @@ def test_expected_counts_match_and_mismatch_lists_the_breakdown(synth_root, poli
         ingest_iemocap(synth_root, policy, expected_counts=wrong)
     assert f"label[sad]: expected {exact['label']['sad'] + 1}, found {exact['label']['sad']}" in str(e.value)
     assert "label[neu]" not in str(e.value)
+
+
+def test_rule_step_regenerates_over_an_existing_tree_but_the_library_refuses_by_default(tmp_path):
+    from emorepro.corpus.synth import SynthConfig, synthesize_iemocap
+    from emorepro.steps import synth_corpus
+
+    root = tmp_path / "IEMOCAP_full_release"
+    synth_corpus(str(root), {"seed": 0, "turns_per_dialog": 4, "sessions": [1]})
+    first = (root / "synth_summary.json").read_text()
+    with pytest.raises(InputError, match="exists and is not empty"):
+        synthesize_iemocap(root, SynthConfig(seed=1, turns_per_dialog=4, sessions=(1,)))
+    synth_corpus(str(root), {"seed": 1, "turns_per_dialog": 4, "sessions": [1]})  # params changed: re-generated
+    assert (root / "synth_summary.json").read_text() != first
+    assert not list(tmp_path.glob(".IEMOCAP_full_release.*")), "no temp tree left behind"

@@ -41,7 +41,7 @@ def synth_corpus(out_dir: str, params: Mapping[str, Any]) -> None:
 
     started = now()
     cfg = SynthConfig(**{k: (tuple(v) if k == "sessions" else v) for k, v in params.items()})
-    summary = synthesize_iemocap(out_dir, cfg)
+    summary = synthesize_iemocap(out_dir, cfg, overwrite=True)  # the rule owns out_dir
     log.info("synthesised %s utterances into %s", summary["n_utterances"], out_dir)
     write_provenance(Path(out_dir) / "synth_summary.json", rule="synth_corpus", params=dict(params),
                      inputs=None, outputs=[Path(out_dir) / "synth_summary.json"], started=started,

@@ -120,13 +120,16 @@ def _espeak(text: str, voice: str, pitch: int, rate: int, amp: int, tmpdir: Path
     return resample_poly(x, SAMPLE_RATE // 50, ESPEAK_RATE // 50).astype(np.float32)  # 22.05k -> 16k
 
 
-def synthesize_iemocap(out_root: str | Path, cfg: SynthConfig) -> dict:
+def synthesize_iemocap(out_root: str | Path, cfg: SynthConfig, *, overwrite: bool = False) -> dict:
     """Write ``out_root/IEMOCAP_full_release``-style tree (``Session1`` ... directly under ``out_root``).
 
     Parameters
     ----------
-    out_root : directory to create; must not exist yet (or be empty).
+    out_root : directory to create; must not exist yet (or be empty) unless ``overwrite``.
     cfg : sizes, label mix and seed.
+    overwrite : replace an existing tree (the Snakemake rule owns its output folder and
+        re-generates it when its parameters change); the old tree is removed only after the
+        new one is complete.
 
     Returns
     -------
@@ -137,7 +140,7 @@ def synthesize_iemocap(out_root: str | Path, cfg: SynthConfig) -> dict:
     >>> synthesize_iemocap("results/demo/IEMOCAP_full_release", SynthConfig(seed=0))  # doctest: +SKIP
     """
     out_root = Path(out_root)
-    if out_root.exists() and any(out_root.iterdir()):
+    if out_root.exists() and any(out_root.iterdir()) and not overwrite:
         raise InputError(f"{out_root}: output directory exists and is not empty")
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed; run scripts/install.sh (apt package espeak-ng)")
@@ -204,7 +207,7 @@ def synthesize_iemocap(out_root: str | Path, cfg: SynthConfig) -> dict:
         summary = _summary(plan, cfg)
         write_json(stage / "synth_summary.json", summary)
         if out_root.exists():
-            out_root.rmdir()
+            shutil.rmtree(out_root)
         stage.rename(out_root)
     return summary
 
