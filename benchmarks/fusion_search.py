@@ -96,8 +96,8 @@ def main(argv=None) -> int:
 
     # Compile (first run) or load the cached kernels on a tiny problem, timed apart.
     t = time.perf_counter()
-    F.exact_search(logits[: min(n, 4), :50], labels[:50], [2], n_threads=1)
-    F.exact_search(logits[: min(n, 4), :50, :], labels[:50], [2], n_threads=1, _kernel="generic")
+    F.exact_search(logits[: min(n, 5), :50], labels[:50], [4], n_threads=1)
+    F.exact_search(logits[: min(n, 5), :50, :], labels[:50], [4], n_threads=1, _margin_rows=4)
     out["compile_or_cache_load_seconds"] = round(time.perf_counter() - t, 2)
 
     singles = [F.fused_predictions(logits, [i]) for i in range(n)]

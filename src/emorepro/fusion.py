@@ -74,6 +74,9 @@ from typing import Iterable, Mapping, Sequence
 import numba
 import numpy as np
 
+from emorepro import fusion_kernels as FK
+from emorepro.fusion_kernels import argmax_is
+
 __all__ = [
     "FusionResult",
     "HonestResult",
@@ -299,22 +302,8 @@ def _normalise_ks(ks, n: int) -> list[int]:
 
 
 # --------------------------------------------------------------------------------------
-# numba kernels
+# Beam helper (the search kernels are in emorepro.fusion_kernels)
 # --------------------------------------------------------------------------------------
-@numba.njit(cache=True, nogil=True)
-def _argmax_is(v, yy):
-    """True when ``np.argmax(v) == yy`` (first maximum wins)."""
-    sy = v[yy]
-    for c in range(v.shape[0]):
-        if c < yy:
-            if v[c] >= sy:
-                return False
-        elif c > yy:
-            if v[c] > sy:
-                return False
-    return True
-
-
 @numba.njit(cache=True, nogil=True)
 def _extend_scores(S, logits, labels, weights, exclude):
     """Score of ``S + logits[i]`` for every trial ``i`` not excluded (-1 for excluded)."""
@@ -328,462 +317,10 @@ def _extend_scores(S, logits, labels, weights, exclude):
         for u in range(N):
             for c in range(C):
                 v[c] = S[u, c] + logits[i, u, c]
-            if _argmax_is(v, labels[u]):
+            if argmax_is(v, labels[u]):
                 sc += weights[u]
         out[i] = sc
     return out
-
-
-@numba.njit(cache=True, nogil=True)
-def _suffix_tables(D, kmax, off, rmin):
-    """Sums of the ``r`` largest / smallest per-trial margins over trial suffixes.
-
-    ``D`` has shape (n, J, U): margin of the true class over wrong class ``j`` for every
-    trial and utterance.  Row ``off[s] + r - rmin`` of the outputs (shape (P, J, U)) holds
-    suffix ``s`` (trials ``s..n-1``) and budget ``r``, ``rmin <= r <= min(n - s, kmax)``.
-    """
-    n, J, U = D.shape
-    P = off[n]
-    top = np.zeros((max(P, 1), J, U))
-    bot = np.zeros((max(P, 1), J, U))
-    buf = np.empty(n)
-    for u in range(U):
-        for j in range(J):
-            m = 0  # buf[:m] holds D[s:, j, u] sorted descending (insertion sort, n is small)
-            for s in range(n - 1, -1, -1):
-                x = D[s, j, u]
-                p = m
-                while p > 0 and buf[p - 1] < x:
-                    buf[p] = buf[p - 1]
-                    p -= 1
-                buf[p] = x
-                m += 1
-                rmax = min(m, kmax)
-                acc_t = 0.0
-                acc_b = 0.0
-                for r in range(1, rmax + 1):
-                    acc_t += buf[r - 1]
-                    acc_b += buf[m - r]
-                    if r >= rmin:
-                        top[off[s] + r - rmin, j, u] = acc_t
-                        bot[off[s] + r - rmin, j, u] = acc_b
-    return top, bot
-
-
-@numba.njit(cache=True, nogil=True)
-def _bb_generic(L, y, w, top, bot, off, slack, k, prefix, thr, base, lists, sums, best_subset):
-    """Branch and bound for any number of classes (float64 sums; the C <= 5 path is faster).
-
-    Parameters
-    ----------
-    L : (n, U, C) float64 logits of the open utterances; y, w : labels and integer weights.
-    top, bot : :func:`_suffix_tables` with ``rmin=1`` over the per-trial margins.
-    slack : float, exceeds any float64 rounding error of the margin bounds.
-    k : subset size; prefix : forced first trials (strictly increasing).
-    thr : report only subsets with score > thr (raised as better ones are found).
-    base : score of the utterances correct in every subset.
-    lists, sums, best_subset : scratch (k+1, U), (k+1, U, C), (k,) owned by the caller.
-
-    Returns
-    -------
-    (found, best_score, nodes); the best subset is written to ``best_subset``.
-    """
-    n, U, C = L.shape
-    plen = prefix.shape[0]
-    cnt = np.zeros(k + 1, np.int64)
-    fixed = np.zeros(k + 1, np.int64)
-    rest = np.zeros(k + 1, np.int64)
-    nxt = np.zeros(k + 1, np.int64)
-    chosen = np.zeros(k + 1, np.int64)
-    v = np.empty(C)
-    r0 = 0
-    for q in range(U):
-        lists[0, q] = q
-        for c in range(C):
-            sums[0, q, c] = 0.0
-        r0 += w[q]
-    cnt[0] = U
-    fixed[0] = base
-    rest[0] = r0
-    found = False
-    best = thr
-    nodes = 0
-    a = 0
-    nxt[0] = prefix[0] if plen > 0 else 0
-    while a >= 0:
-        hi = prefix[a] if a < plen else n - (k - a)
-        i = nxt[a]
-        if i > hi:
-            a -= 1
-            continue
-        nxt[a] = i + 1
-        nodes += 1
-        r2 = k - a - 1  # trials still to pick after adding i
-        b = a + 1
-        fx = fixed[a]
-        possible = fx + rest[a]  # upper bound, shrinks as utterances are found lost
-        if possible <= best:
-            # Siblings share the parent's bound (best may have risen), so the parent is done.
-            a -= 1
-            continue
-        nc = 0
-        rs = 0
-        pruned = False
-        if r2 == 0:
-            for q in range(cnt[a]):
-                u = lists[a, q]
-                for c in range(C):
-                    v[c] = sums[a, q, c] + L[i, u, c]
-                if _argmax_is(v, y[u]):
-                    fx += w[u]
-                else:
-                    possible -= w[u]
-                    if possible <= best:
-                        pruned = True
-                        break
-            if not pruned:
-                best = fx
-                found = True
-                for t in range(a):
-                    best_subset[t] = chosen[t]
-                best_subset[a] = i
-            continue
-        p = off[i + 1] + r2 - 1
-        for q in range(cnt[a]):
-            u = lists[a, q]
-            yy = y[u]
-            for c in range(C):
-                v[c] = sums[a, q, c] + L[i, u, c]
-            sure = True
-            lost = False
-            jj = 0
-            for c in range(C):
-                if c == yy:
-                    continue
-                mg = v[yy] - v[c]
-                if mg + top[p, jj, u] < -slack:
-                    lost = True
-                    break
-                if mg + bot[p, jj, u] <= slack:
-                    sure = False
-                jj += 1
-            if lost:
-                possible -= w[u]
-                if possible <= best:
-                    pruned = True
-                    break
-            elif sure:
-                fx += w[u]
-            else:
-                lists[b, nc] = u
-                for c in range(C):
-                    sums[b, nc, c] = v[c]
-                nc += 1
-                rs += w[u]
-        if pruned:
-            continue
-        if nc == 0 and b >= plen:
-            # Every completion scores fx; the lexicographically first one is i+1..i+r2.
-            best = fx
-            found = True
-            for t in range(a):
-                best_subset[t] = chosen[t]
-            best_subset[a] = i
-            for t in range(r2):
-                best_subset[a + 1 + t] = i + 1 + t
-            continue
-        chosen[a] = i
-        cnt[b] = nc
-        fixed[b] = fx
-        rest[b] = rs
-        a = b
-        nxt[a] = prefix[a] if a < plen else i + 1
-    return found, best, nodes
-
-
-# Fast path for up to 5 classes: the (at most 4) margins of an utterance live in four
-# float32 structure-of-arrays rows (unused rows are +inf margins that never matter), so
-# the inner loops are short, branch-free and vectorise.  float32 is not exact, so every
-# decision needs a margin beyond the slack ``s`` (which bounds the float32 error); an
-# utterance inside the band at a leaf is re-scored with the reference float64 sums.
-@numba.njit(cache=True, nogil=True)
-def _correct_exact(L, y, chosen, a, e1, e2, u):
-    """Reference test for one utterance: float64 sums in increasing trial order, argmax."""
-    C = L.shape[2]
-    v = np.zeros(C)
-    for t in range(a):
-        for c in range(C):
-            v[c] += L[chosen[t], u, c]
-    if e1 >= 0:
-        for c in range(C):
-            v[c] += L[e1, u, c]
-    for c in range(C):
-        v[c] += L[e2, u, c]
-    return _argmax_is(v, y[u])
-
-
-@numba.njit(cache=True, nogil=True)
-def _leaf_scan(lst, W, M0, M1, M2, M3, D0, D1, D2, D3, na, s, best, fx, possible):
-    """Score a leaf on a working list; stop once it cannot beat ``best``.
-
-    Returns (sure-correct weight, remaining upper bound, #utterances in the float32 band,
-    #utterances visited).
-    """
-    ns = -s
-    namb = 0
-    q0 = 0
-    while q0 < na:
-        q1 = min(q0 + 64, na)
-        for q in range(q0, q1):
-            u = lst[q]
-            v0 = M0[q] + D0[u]
-            v1 = M1[q] + D1[u]
-            v2 = M2[q] + D2[u]
-            v3 = M3[q] + D3[u]
-            ok = (v0 > s) & (v1 > s) & (v2 > s) & (v3 > s)
-            lost = (v0 < ns) | (v1 < ns) | (v2 < ns) | (v3 < ns)
-            fx += W[q] if ok else 0
-            possible -= W[q] if lost else 0
-            namb += 0 if (ok | lost) else 1
-        q0 = q1
-        if possible <= best:
-            break
-    return fx, possible, namb, q0
-
-
-@numba.njit(cache=True, nogil=True)
-def _leaf_exact(L, y, chosen, a, e1, e2, lst, W, M0, M1, M2, M3, D0, D1, D2, D3, na, s):
-    """Exact score of a leaf's working list (float32 where safe, reference sums in the band)."""
-    fx = 0
-    ns = -s
-    for q in range(na):
-        u = lst[q]
-        v0 = M0[q] + D0[u]
-        v1 = M1[q] + D1[u]
-        v2 = M2[q] + D2[u]
-        v3 = M3[q] + D3[u]
-        if (v0 > s) & (v1 > s) & (v2 > s) & (v3 > s):
-            fx += W[q]
-        elif (v0 < ns) | (v1 < ns) | (v2 < ns) | (v3 < ns):
-            pass
-        elif _correct_exact(L, y, chosen, a, e1, e2, u):
-            fx += W[q]
-    return fx
-
-
-@numba.njit(cache=True, nogil=True)
-def _add_rows(lst, M, D, na, out):
-    for q in range(na):
-        u = lst[q]
-        out[0, q] = M[0, q] + D[0, u]
-        out[1, q] = M[1, q] + D[1, u]
-        out[2, q] = M[2, q] + D[2, u]
-        out[3, q] = M[3, q] + D[3, u]
-
-
-@numba.njit(cache=True, nogil=True)
-def _filter_child(lst, W, M, D, T, B, na, s, cut, best, fx, possible, olst, OW, OM, st, V):
-    """Working list of a child node: margins after adding one trial, then decide each utterance.
-
-    Lost (cannot be correct in any completion), sure (correct in every completion) or open.
-    The first pass is branch-free.  The second compacts the open utterances ordered by
-    their best reachable margin ``min_j (m_j + top_j)`` in four buckets (bounds ``cut``):
-    the ones that need nearly all the remaining budget come first, the leaves lose those,
-    so their early exit comes sooner.  The compaction stores every entry at the next free
-    slot and only advances past the kept ones, so the outputs need one spare column
-    (index ``na``).  Returns (fx, possible, open weight, #open, pruned).
-    """
-    ns = -s
-    c0 = cut[0]
-    c1 = cut[1]
-    c2 = cut[2]
-    M0 = M[0]
-    M1 = M[1]
-    M2 = M[2]
-    M3 = M[3]
-    D0 = D[0]
-    D1 = D[1]
-    D2 = D[2]
-    D3 = D[3]
-    T0 = T[0]
-    T1 = T[1]
-    T2 = T[2]
-    T3 = T[3]
-    B0 = B[0]
-    B1 = B[1]
-    B2 = B[2]
-    B3 = B[3]
-    V0 = V[0]
-    V1 = V[1]
-    V2 = V[2]
-    V3 = V[3]
-    q0 = 0
-    while q0 < na:
-        q1 = min(q0 + 64, na)
-        for q in range(q0, q1):
-            u = lst[q]
-            v0 = M0[q] + D0[u]
-            v1 = M1[q] + D1[u]
-            v2 = M2[q] + D2[u]
-            v3 = M3[q] + D3[u]
-            t0 = v0 + T0[u]
-            t1 = v1 + T1[u]
-            t2 = v2 + T2[u]
-            t3 = v3 + T3[u]
-            ta = t0 if t0 < t1 else t1
-            tb = t2 if t2 < t3 else t3
-            top = ta if ta < tb else tb
-            lost = top < ns
-            sure = (v0 + B0[u] > s) & (v1 + B1[u] > s) & (v2 + B2[u] > s) & (v3 + B3[u] > s)
-            V0[q] = v0
-            V1[q] = v1
-            V2[q] = v2
-            V3[q] = v3
-            bucket = (1 if top >= c0 else 0) + (1 if top >= c1 else 0) + (1 if top >= c2 else 0)
-            st[q] = -1 if (lost | sure) else bucket
-            possible -= W[q] if lost else 0
-            fx += W[q] if (sure & (not lost)) else 0
-        q0 = q1
-        if possible <= best:
-            return fx, possible, 0, 0, True
-    O0 = OM[0]
-    O1 = OM[1]
-    O2 = OM[2]
-    O3 = OM[3]
-    nc = 0
-    rs = 0
-    for bucket in range(4):
-        for q in range(na):
-            olst[nc] = lst[q]
-            OW[nc] = W[q]
-            O0[nc] = V0[q]
-            O1[nc] = V1[q]
-            O2[nc] = V2[q]
-            O3[nc] = V3[q]
-            take = st[q] == bucket
-            rs += W[q] if take else 0
-            nc += 1 if take else 0
-    return fx, possible, rs, nc, False
-
-
-@numba.njit(cache=True, nogil=True)
-def _bb_fast(L, y, w, D, T, B, off, rmin, s, cut, k, prefix, thr, base, lists, WL, M, MP, st, V, best_subset):
-    """Branch and bound below a fixed subset prefix for up to 5 classes, lexicographic order.
-
-    Parameters
-    ----------
-    L : (n, U, C) float64 logits of the open utterances (for the exact re-scoring).
-    y, w : labels and integer weights of the open utterances.
-    D : (n, 4, U) float32 per-trial margins (true class minus each wrong class).
-    T, B : (P, 4, U) float32 suffix tables (:func:`_suffix_tables`) rounded outwards (top
-        up, bottom down), so they stay valid bounds.
-    off, rmin : row offsets and smallest budget of the tables.  ``rmin=2``: a node with
-        one trial left does not filter its list, its leaves scan the parent's list;
-        ``rmin=1``: every level filters.
-    s : float32 slack; cut : float32 (3,) bucket bounds of :func:`_filter_child`.
-    k, prefix, thr, base as in :func:`_bb_generic`.
-    lists, WL, M, MP, st, V, best_subset : scratch owned by the caller; the per-utterance
-        axes need U + 1 entries (see :func:`_filter_child`).
-
-    Returns
-    -------
-    (found, best_score, nodes, leaves_scanned)
-    """
-    n, U, C = L.shape
-    plen = prefix.shape[0]
-    cnt = np.zeros(k + 1, np.int64)
-    fixed = np.zeros(k + 1, np.int64)
-    rest = np.zeros(k + 1, np.int64)
-    nxt = np.zeros(k + 1, np.int64)
-    chosen = np.zeros(k + 1, np.int64)
-    inf = np.float32(np.inf)
-    zero = np.float32(0.0)
-    r0 = 0
-    for q in range(U):
-        lists[0, q] = q
-        WL[0, q] = w[q]
-        for c in range(4):
-            M[0, c, q] = zero if c < C - 1 else inf
-        r0 += w[q]
-    cnt[0] = U
-    fixed[0] = base
-    rest[0] = r0
-    found = False
-    best = thr
-    nodes = 0
-    leaves = 0
-    a = 0
-    nxt[0] = prefix[0] if plen > 0 else 0
-    while a >= 0:
-        hi = prefix[a] if a < plen else n - (k - a)
-        i = nxt[a]
-        if i > hi:
-            a -= 1
-            continue
-        nxt[a] = i + 1
-        nodes += 1
-        r2 = k - a - 1
-        b = a + 1
-        if fixed[a] + rest[a] <= best:
-            a -= 1
-            continue
-        na = cnt[a]
-        if r2 == 0 or (r2 == 1 and rmin == 2):
-            if r2 == 1:
-                # Leaves (i, i2) for every i2 > i, scored on this node's list: filtering a
-                # working list for so few leaves costs more than it saves.
-                _add_rows(lists[a], M[a], D[i], na, MP)
-                MS = MP
-                lo2 = i + 1
-                e1 = i
-            else:  # this node's children are the leaves
-                MS = M[a]
-                lo2 = i
-                e1 = -1
-            for i2 in range(lo2, n if r2 == 1 else i + 1):
-                leaves += 1
-                fx, possible, namb, _ = _leaf_scan(lists[a], WL[a], MS[0], MS[1], MS[2], MS[3],
-                                                   D[i2, 0], D[i2, 1], D[i2, 2], D[i2, 3], na, s, best,
-                                                   fixed[a], fixed[a] + rest[a])
-                if possible <= best:
-                    continue
-                if namb:
-                    fx = fixed[a] + _leaf_exact(L, y, chosen, a, e1, i2, lists[a], WL[a], MS[0], MS[1], MS[2],
-                                                MS[3], D[i2, 0], D[i2, 1], D[i2, 2], D[i2, 3], na, s)
-                    if fx <= best:
-                        continue
-                best = fx
-                found = True
-                for t in range(a):
-                    best_subset[t] = chosen[t]
-                if r2 == 1:
-                    best_subset[a] = i
-                    best_subset[a + 1] = i2
-                else:
-                    best_subset[a] = i2
-            continue
-        p = off[i + 1] + r2 - rmin
-        fx, possible, rs, nc, pruned = _filter_child(lists[a], WL[a], M[a], D[i], T[p], B[p], na, s, cut, best,
-                                                     fixed[a], fixed[a] + rest[a], lists[b], WL[b], M[b], st, V)
-        if pruned:
-            continue
-        if nc == 0 and b >= plen:
-            # Every completion scores fx; the lexicographically first one is i+1..i+r2.
-            best = fx
-            found = True
-            for t in range(a):
-                best_subset[t] = chosen[t]
-            best_subset[a] = i
-            for t in range(r2):
-                best_subset[a + 1 + t] = i + 1 + t
-            continue
-        chosen[a] = i
-        cnt[b] = nc
-        fixed[b] = fx
-        rest[b] = rs
-        a = b
-        nxt[a] = prefix[a] if a < plen else i + 1
-    return found, best, nodes, leaves
 
 
 # --------------------------------------------------------------------------------------
@@ -868,99 +405,6 @@ def full_integration(logits, labels) -> FusionResult:
 # --------------------------------------------------------------------------------------
 # Exact search
 # --------------------------------------------------------------------------------------
-@dataclass
-class _Prepared:
-    """Per-dataset state shared by every k: open utterances and the bound tables."""
-
-    L: np.ndarray  # (n, U, C) float64 logits of the open utterances, hardest first
-    y: np.ndarray
-    w: np.ndarray
-    base: int  # score of the utterances correct in every subset
-    fast: bool  # use _bb_fast (C <= 5) rather than _bb_generic
-    D: np.ndarray  # fast: (n, 4, U) float32 margins
-    top: np.ndarray
-    bot: np.ndarray
-    off: np.ndarray
-    rmin: int  # smallest budget in the tables
-    slack: float
-    cut: np.ndarray  # fast: bucket bounds for the order of the working lists
-    seconds: float
-
-
-# Fast path: smallest remaining budget at which a node filters its working list (1 or 2).
-_FAST_RMIN = 2
-
-
-def _prepare(logits, labels, scorer: _Scorer, kmax: int, kernel: str = "auto") -> _Prepared:
-    t0 = time.perf_counter()
-    n, N, C = logits.shape
-    # Per-trial margins d_i[u, j] = l_i[u, y] - l_i[u, j] for the C-1 wrong classes (class order).
-    ly = np.take_along_axis(logits, labels[None, :, None], axis=2)
-    mask = np.ones((N, C), bool)
-    mask[np.arange(N), labels] = False
-    D = (ly - logits)[:, mask].reshape(n, N, C - 1)
-    # Any partial sum is bounded by A; the worst-case float64 error of a margin bound is
-    # below (6n + 8) * 2**-53 * A, the slack is (16n + 32) * 2**-53 * A.
-    A = float(np.abs(logits).max(axis=2).sum(axis=0).max())
-    slack = (16 * n + 32) * 2.0**-53 * A
-    if C == 1:
-        always = np.ones(N, bool)  # one class: every utterance is always correct
-        never = np.zeros(N, bool)
-    else:
-        # Correct in every non-empty subset if every trial is correct by more than the slack;
-        # wrong in every subset if one wrong class beats the truth in every trial.
-        always = (D.min(axis=0) > slack).all(axis=1)
-        never = (D.max(axis=0) < -slack).any(axis=1)
-    open_ = np.flatnonzero(~always & ~never)
-    base = int(scorer.weights[always].sum())
-    # Hardest utterances first (fewest trials right): they are the ones lost in most nodes,
-    # so the running bound drops below the incumbent early.  Renumbering the utterances in
-    # that order keeps every working list sorted, so the gathers walk memory forwards.
-    own_correct = (D[:, open_, :].min(axis=2, initial=np.inf) > 0).sum(axis=0)
-    open_ = open_[np.argsort(own_correct, kind="stable")]
-    U = len(open_)
-    Lc = np.ascontiguousarray(logits[:, open_, :])
-    Dc = np.ascontiguousarray(D[:, open_, :].transpose(0, 2, 1))  # (n, C-1, U)
-    fast = C <= 5 if kernel == "auto" else kernel == "fast"
-    if fast and C > 5:
-        raise ValueError("the fast kernel handles at most 5 classes")
-    rmin = _FAST_RMIN if fast else 1
-    off = np.zeros(n + 1, np.int64)
-    for s in range(n):
-        off[s + 1] = off[s] + max(0, min(n - s, kmax) - rmin + 1)
-    if C > 1 and U:
-        top, bot = _suffix_tables(Dc, kmax, off, rmin)
-    else:
-        top = bot = np.zeros((max(int(off[n]), 1), max(C - 1, 1), U))
-    if fast:
-        D32 = np.zeros((n, 4, U), np.float32)
-        D32[:, : C - 1] = Dc
-        # Round the tables outwards so that they remain bounds in float32.
-        t32 = np.zeros((top.shape[0], 4, U), np.float32)
-        b32 = np.zeros((bot.shape[0], 4, U), np.float32)
-        t32[:, : C - 1] = top
-        b32[:, : C - 1] = bot
-        up = t32[:, : C - 1].astype(np.float64) < top
-        t32[:, : C - 1][up] = np.nextafter(t32[:, : C - 1][up], np.float32(np.inf))
-        dn = b32[:, : C - 1].astype(np.float64) > bot
-        b32[:, : C - 1][dn] = np.nextafter(b32[:, : C - 1][dn], np.float32(-np.inf))
-        # float32 margins drift from the exact ones by less than (n + 2) * 2**-24 * Am
-        # (Am bounds every partial margin sum) plus the float64 error above; the band is
-        # twice that, so a decision outside it is the same as the reference's.
-        Am = float(np.abs(Dc).max(axis=1).sum(axis=0).max()) if U and C > 1 else 0.0
-        s32 = np.float32((2 * n + 16) * 2.0**-24 * Am + slack)
-        if float(s32) < (2 * n + 16) * 2.0**-24 * Am + slack:
-            s32 = np.nextafter(s32, np.float32(np.inf))
-        # Order of the working lists: bucket bounds on the best reachable margin, in units of
-        # a typical per-trial margin.
-        scale = float(np.median(np.abs(Dc))) if Dc.size else 1.0
-        cut = (np.array([0.5, 1.0, 2.0]) * scale).astype(np.float32)
-        return _Prepared(Lc, labels[open_].astype(np.int64), scorer.weights[open_].astype(np.int64), base, True,
-                         D32, t32, b32, off, rmin, s32, cut, time.perf_counter() - t0)
-    return _Prepared(Lc, labels[open_].astype(np.int64), scorer.weights[open_].astype(np.int64), base, False,
-                     Dc, top, bot, off, rmin, slack, np.zeros(3, np.float32), time.perf_counter() - t0)
-
-
 def _n_threads(n_threads):
     if n_threads is None:
         try:
@@ -988,14 +432,14 @@ def _work_items(n: int, k: int):
     return [((i, j), math.comb(n - 1 - j, k - 2)) for i in range(n - k + 1) for j in range(i + 1, n - k + 2)]
 
 
-class _Scratch(threading.local):
+class _ThreadScratch(threading.local):
     """Per-thread kernel buffers, reused across work items."""
 
-    key = None
+    scratch = None
 
 
 def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads: int | None = None,
-                 _kernel: str = "auto", _stats: dict | None = None) -> dict[int, FusionResult]:
+                 _margin_rows: int = 3, _stats: dict | None = None) -> dict[int, FusionResult]:
     """Exact best-UAR subset of trials for every requested size ``k``.
 
     Parameters
@@ -1038,9 +482,10 @@ def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads
     heur, _ = _beam(logits, labels, scorer, int(incumbent_width), kmax)
     t_heur = time.perf_counter() - t0
 
-    prep = _prepare(logits, labels, scorer, kmax, _kernel)
-    U = prep.L.shape[1]
-    setup = (t_heur + prep.seconds) / len(ks)
+    t0 = time.perf_counter()
+    tables = FK.build_tables(logits, labels, scorer.class_weight, kmax, _margin_rows)
+    t_tables = time.perf_counter() - t0
+    setup = (t_heur + t_tables) / len(ks)
 
     lock = threading.Lock()
     state = {}  # k -> [score, subset, rank of the work item that found it]
@@ -1054,42 +499,24 @@ def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads
     items.sort(key=lambda t: -t[0])  # longest first, so that the threads finish together
     seconds = {k: setup for k in ks}
     nodes = {k: 0 for k in ks}
-    scratch = _Scratch()
-
-    def buffers():
-        if scratch.key != (U, kmax):
-            # One spare column: the branch-free compaction writes every entry somewhere and
-            # parks the dropped ones at index U.
-            Uc = U + 1
-            if prep.fast:
-                scratch.bufs = (np.empty((kmax + 1, Uc), np.int64), np.empty((kmax + 1, Uc), np.int64),
-                                np.empty((kmax + 1, 4, Uc), np.float32), np.empty((4, Uc), np.float32),
-                                np.empty(Uc, np.int8), np.empty((4, Uc), np.float32))
-            else:
-                scratch.bufs = (np.empty((kmax + 1, Uc), np.int64), np.empty((kmax + 1, Uc, C)))
-            scratch.key = (U, kmax)
-        return scratch.bufs
+    local = _ThreadScratch()
+    t = tables
 
     def run(item):
         _, k, rank, pre = item
-        t = time.thread_time()
-        bufs = buffers()
+        t_cpu = time.thread_time()
+        if local.scratch is None or local.scratch.key != (id(t), kmax):
+            local.scratch = FK.Scratch(t, kmax)
         with lock:
             score, _, srank = state[k]
         # A subset of equal score in an earlier subtree would win the tie, so only later
         # subtrees may prune at equality.
         thr = score if rank > srank else score - 1
         best_subset = np.zeros(k, np.int64)
-        prefix = np.array(pre, np.int64)
-        if prep.fast:
-            found, best, nn, nl = _bb_fast(prep.L, prep.y, prep.w, prep.D, prep.top, prep.bot, prep.off, prep.rmin,
-                                           prep.slack, prep.cut,
-                                           k, prefix, thr, prep.base, *bufs, best_subset)
-            nn += nl
-        else:
-            found, best, nn = _bb_generic(prep.L, prep.y, prep.w, prep.top, prep.bot, prep.off, prep.slack, k,
-                                          prefix, thr, prep.base, *bufs, best_subset)
-        dt = time.thread_time() - t
+        found, best, nn = FK.branch_and_bound(
+            t.A, t.PA, t.lane, t.pstart, t.first, t.second, t.QHI, t.QLO, t.L, t.y, t.W, t.Bf, k,
+            np.array(pre, np.int64), thr, t.base, *local.scratch.arrays, best_subset)
+        dt = time.thread_time() - t_cpu
         with lock:
             nodes[k] += int(nn)
             seconds[k] += dt
@@ -1113,18 +540,16 @@ def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads
     for k in ks:
         score, subset, _ = state[k]
         res = _result(logits, labels, subset, "exact", seconds[k], nodes[k])
-        # The kernels reproduce the reference sums; a disagreement would be a bug.
+        # The kernels reproduce the reference decisions; a disagreement would be a bug.
         check = _exact_score(logits, labels, scorer, subset)
         if check != score:  # pragma: no cover
             raise RuntimeError(f"exact search: k={k} kernel score {score} != reference {check}")
         out[k] = res
     if _stats is not None:
-        _stats.update(open_utts=U, base=prep.base, fast=prep.fast, heuristic_seconds=t_heur,
-                      prepare_seconds=prep.seconds, total_seconds=time.perf_counter() - t_start,
-                      slack=float(prep.slack), table_bytes=int(prep.top.nbytes + prep.bot.nbytes),
+        _stats.update(open_utts=t.U, base=t.base, band=t.Bf, heuristic_seconds=t_heur, tables_seconds=t_tables,
+                      total_seconds=time.perf_counter() - t_start, table_bytes=t.nbytes,
                       heuristic={k: heur[k] for k in ks})
     return out
-
 
 # --------------------------------------------------------------------------------------
 # Honest selection

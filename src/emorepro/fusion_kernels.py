@@ -1,0 +1,538 @@
+"""Compiled kernels of the exact best-subset search (used by :mod:`emorepro.fusion`).
+
+Why hand-written loops: the search scores about ``C(n, k)`` candidate subsets, each on
+hundreds of utterances, and no library offers "argmax of a sum of logits over every
+subset"; numpy pays ~100 us per call, so the inner loops are numba-compiled.
+
+Representation
+--------------
+Only the *contested* utterances are kept (those not decided for every subset).  For
+utterance ``u``, trial ``i`` and wrong class ``j`` (the ``J = C - 1`` classes other than the
+label, in class order) the margin ``d = l_i[u, y_u] - l_i[u, j]`` is quantised to
+
+    a[u, j, i] = floor(s_u * d)            (int16, s_u > 0 per utterance)
+
+with ``s_u`` chosen so that the sum of ``|a|`` over all trials stays below 2**15; every
+partial sum the kernels form is a sum over distinct trials, so int16 never overflows.
+For a subset ``S`` of size ``k`` the scaled reference margin (numpy's float64 sums, see
+:func:`emorepro.fusion.fused_predictions`) lies in ``(sum_S a - E, sum_S a + k + E)``,
+where ``E`` bounds the float64 rounding of the logits' sums, of the margins and of their
+scaling (``E < Bf``).  Hence, with ``v = min_j sum_S a[u, j, :]``:
+
+* ``v >= Bf``: every margin is positive, the label is the unique maximum: *correct*;
+* ``v <= -(k + Bf)``: a wrong class beats the label: *wrong*;
+* otherwise the utterance is re-scored with the reference float64 sums (rare).
+
+For fewer than four classes the margin rows are padded to three by repeating row 0
+(``min`` is unchanged); more than four classes take the generic ``J`` loops.
+
+Search
+------
+Depth-first over subsets in lexicographic order.  A node is a prefix (last trial ``t``)
+with ``r`` trials left to pick from ``t+1..n-1``; it holds the list of its *open*
+utterances and their partial sums ``P[o, j]``.  ``QHI[rr, u, j, i]`` is ``a[u, j, i]`` plus
+the sum of the ``rr`` largest ``a[u, j, i+1:]`` (``QLO``: smallest), so one vectorised pass
+over the list gives, for every child ``i``, the utterances that are correct in every
+completion (*sure*), wrong in every completion (*lost*) or *open*: the child's bound is
+``sure + open`` weight, and a child that cannot beat the incumbent is pruned (a later
+subset in lexicographic order needs a strictly better score: the tie rule).  The same
+pass appends each utterance to the lists of the children where it is open.
+
+The last three levels are not expanded: a node with three picks left scores all its
+leaves in one pass, ``child i`` x ``pair (a, b)`` with ``i < a < b``, against a table of
+pair sums ``PA[u, j, q] = a[u, j, a_q] + a[u, j, b_q]`` whose pairs are ordered so that the
+pairs of every child form a suffix of the lanes (so the loops are stride-1 and
+vectorise).  The pass counts the not-wrong utterances of every leaf per class; a leaf
+whose count cannot beat the incumbent is dropped (almost all are, the incumbents come
+from a beam search), the others are scored exactly.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+# Vector loops over lanes start at a multiple of LANE (stride-1 loops from an aligned
+# start vectorise without a scalar prologue).
+LANE = 16
+# |sum of quantised margins| over all trials stays below this (int16).
+_QMAX = 32767
+# Largest tolerated rounding band (units of a): scales are reduced to keep Bf small.
+_EMAX = 1000.0
+_BIG = np.int16(32767)
+
+
+@numba.njit(cache=True, nogil=True)
+def argmax_is(v, yy):
+    """True when ``np.argmax(v) == yy`` (first maximum wins)."""
+    sy = v[yy]
+    for c in range(v.shape[0]):
+        if c < yy:
+            if v[c] >= sy:
+                return False
+        elif c > yy:
+            if v[c] > sy:
+                return False
+    return True
+
+
+# --------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------
+@numba.njit(cache=True, nogil=True)
+def _suffix_bound_tables(A, n, kmax):
+    """QHI/QLO[rr, u, j, i] = A[u, j, i] + sum of the rr largest/smallest A[u, j, i+1:n].
+
+    A: (U, J, NW) int16 (lanes >= n are padding).  Returns two (max(kmax, 1), U, J, NW)
+    int16 arrays; entries with rr > n - 1 - i are unused.
+    """
+    U, J, NW = A.shape
+    R = max(kmax, 1)
+    QHI = np.zeros((R, U, J, NW), np.int16)
+    QLO = np.zeros((R, U, J, NW), np.int16)
+    buf = np.empty(max(n, 1), np.int64)  # A[u, j, i+1:] sorted descending
+    for u in range(U):
+        for j in range(J):
+            m = 0
+            for i in range(n - 1, -1, -1):
+                x = np.int64(A[u, j, i])
+                QHI[0, u, j, i] = x
+                QLO[0, u, j, i] = x
+                hi = x
+                lo = x
+                for rr in range(1, min(m, R - 1) + 1):
+                    hi += buf[rr - 1]
+                    lo += buf[m - rr]
+                    QHI[rr, u, j, i] = hi
+                    QLO[rr, u, j, i] = lo
+                # insert A[u, j, i] for the next (smaller) i
+                p = m
+                while p > 0 and buf[p - 1] < x:
+                    buf[p] = buf[p - 1]
+                    p -= 1
+                buf[p] = x
+                m += 1
+    return QHI, QLO
+
+
+@dataclass
+class Tables:
+    """Quantised margins of the contested utterances and the bound tables."""
+
+    A: np.ndarray  # (U, J3, NW) int16: a[u, j, i]; J3 = max(J, min_rows)
+    PA: np.ndarray  # (U, J3, NP) int16: pair sums, pair q at lane q + lane
+    lane: int  # lane of pair 0 (pairs end at the last lane)
+    pstart: np.ndarray  # (n+1,) first pair whose smaller trial is >= i
+    first: np.ndarray  # (n_pairs,) smaller trial of pair q
+    second: np.ndarray  # (n_pairs,) larger trial of pair q
+    QHI: np.ndarray  # (kmax, U, J3, NW) int16
+    QLO: np.ndarray
+    L: np.ndarray  # (U, n, C) float64 logits (reference re-scoring)
+    y: np.ndarray  # (U,) labels
+    W: np.ndarray  # (C,) int64 class weights of the integer UAR score
+    Bf: int  # rounding band (units of a)
+    base: int  # score of the utterances correct in every subset
+    n: int
+
+    @property
+    def U(self) -> int:
+        return self.A.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(x.nbytes for x in (self.A, self.PA, self.QHI, self.QLO, self.L))
+
+
+def build_tables(logits: np.ndarray, labels: np.ndarray, class_weight: np.ndarray, kmax: int,
+                 min_rows: int = 3) -> Tables:
+    """Quantise the margins, drop the utterances decided for every subset, build the tables.
+
+    logits: (n, N, C) float64, finite; labels: (N,) int64; class_weight: (C,) int64.
+    ``min_rows``: margin rows are padded (repeating row 0) to at least this many; 3 is
+    the vectorised path, more forces the generic-J loops (tests).
+    """
+    n, N, C = logits.shape
+    J = C - 1
+    if J == 0:  # one class: every utterance is always correct
+        always = np.ones(N, bool)
+        open_ = np.zeros(0, np.int64)
+        Aq = np.zeros((n, 0, max(min_rows, 3)))
+        Bf = 2
+    else:
+        # d[i, u, j] = l_i[u, y] - l_i[u, j] over the wrong classes j (class order)
+        ly = np.take_along_axis(logits, labels[None, :, None], axis=2)
+        mask = np.ones((N, C), bool)
+        mask[np.arange(N), labels] = False
+        D = (ly - logits)[:, mask].reshape(n, N, J)
+        Am = np.abs(D).sum(axis=0).max(axis=1)  # (N,) bounds every partial margin sum
+        Lmag = np.abs(logits).max(axis=2).sum(axis=0)  # (N,) bounds every partial logit sum
+        # Rounding of the reference sums (sequential float64, 2 sums of <= n terms), of the
+        # margins and of the scaling, per unit of scale; generous constant.
+        e = (4 * n + 16) * 2.0**-52 * (Lmag + Am)
+        safe = np.where(Am > 0, Am, 1.0)
+        scale = np.where(Am > 0, (_QMAX - 2 * n - 64) / safe, 1.0)
+        scale = np.minimum(scale, _EMAX / np.maximum(e, 1e-300))
+        Bf = int(math.ceil(float((scale * e).max()))) + 2 if N else 2
+        Aq = np.floor(D * scale[None, :, None])  # (n, N, J)
+        # Decided for every subset: each trial's margins are all >= Bf (any sum of them is),
+        # or one wrong class has a <= -(Bf + 1) in every trial (sums of k: <= -(k + Bf)).
+        always = (Aq.min(axis=0) >= Bf).all(axis=1)
+        never = (Aq.max(axis=0) <= -(Bf + 1)).any(axis=1)
+        open_ = np.flatnonzero(~always & ~never)
+        Aq = Aq[:, open_, :]
+        if J < min_rows:  # pad by repeating row 0: the min over j is unchanged
+            Aq = np.concatenate([Aq] + [Aq[:, :, :1]] * (min_rows - J), axis=2)
+    U = len(open_)
+    J3 = Aq.shape[2]
+    NW = max(LANE, -(-n // LANE) * LANE)
+    A = np.zeros((U, J3, NW), np.int16)
+    A[:, :, :n] = Aq.transpose(1, 2, 0)
+    first, second = np.triu_indices(n, 1)
+    n_pairs = len(first)
+    NP = max(LANE, -(-n_pairs // LANE) * LANE)
+    lane = NP - n_pairs
+    PA = np.zeros((U, J3, NP), np.int16)
+    PA[:, :, lane:] = A[:, :, first] + A[:, :, second]
+    pstart = np.searchsorted(first, np.arange(n + 1)).astype(np.int64)
+    QHI, QLO = _suffix_bound_tables(A, n, kmax)
+    return Tables(
+        A=A, PA=PA, lane=int(lane), pstart=pstart, first=first.astype(np.int64), second=second.astype(np.int64),
+        QHI=QHI, QLO=QLO, L=np.ascontiguousarray(logits[:, open_, :].transpose(1, 0, 2)),
+        y=labels[open_].astype(np.int64), W=np.asarray(class_weight, np.int64), Bf=Bf,
+        base=int(class_weight[labels[always]].sum()), n=n,
+    )
+
+
+class Scratch:
+    """Per-thread working memory of :func:`branch_and_bound`."""
+
+    def __init__(self, t: Tables, kmax: int):
+        U, J3, NW = t.A.shape
+        C = t.W.shape[0]
+        NP = t.PA.shape[2]
+        cnt = np.int16 if U < _QMAX else np.int32  # per-class counts of list members
+        d = kmax + 1
+        self.key = (id(t), kmax)
+        self.arrays = (
+            np.zeros((d, U + 1), np.int32),  # O: utterances of the list at each depth
+            np.zeros((d, U + 1, J3), np.int16),  # P: their partial sums
+            np.zeros((d, C, NW), cnt),  # SU: sure per class and child
+            np.zeros((d, C, NW), cnt),  # OP: open per class and child
+            np.zeros((d, NW, U + 1), np.int32),  # CL: children's lists (parent positions)
+            np.zeros((d, NW), np.int32),  # CN: their lengths
+            np.zeros(NW, np.int32),  # f: open flags of one utterance
+            np.zeros((C, NP), cnt),  # NL: not-wrong counts of leaves (one or two picks left)
+            np.zeros((C, max(t.n, 1), NP), cnt),  # NL3: same, three picks left (child x pair)
+            np.zeros(max(t.n, 1), np.int64),  # qb: first lane of each child's pairs
+            np.zeros(max(NW, NP), np.int16),  # tmp, tmp2: generic-J minima
+            np.zeros(max(NW, NP), np.int16),
+            np.zeros(d, np.int64),  # cur: next child at each depth
+            np.zeros(d, np.int64),  # mm: list length at each depth
+            np.zeros(d, np.int64),  # bb: sure weight at each depth
+            np.zeros(max(t.n, 1) + 1, np.int64),  # sub: the current subset
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Passes over a list (vectorised over the lanes: children or pairs)
+# --------------------------------------------------------------------------------------
+@numba.njit(cache=True, nogil=True)
+def _count(Od, Pd, m, cls, T, lost, NL, b0, tmp):
+    """NL[c, q] for lanes q >= b0: number of class-c list members with
+    ``min_j(P[o, j] + T[u, j, q]) > lost`` (not wrong in leaf q)."""
+    J, NW = T.shape[1], T.shape[2]
+    NL[:, b0:NW] = 0
+    for o in range(m):
+        u = Od[o]
+        row = NL[cls[u]]
+        if J == 3:
+            p0 = Pd[o, 0]
+            p1 = Pd[o, 1]
+            p2 = Pd[o, 2]
+            a0 = T[u, 0]
+            a1 = T[u, 1]
+            a2 = T[u, 2]
+            # unsigned bounds: no negative-index wraparound test, so the loop vectorises
+            for q in range(np.uint64(b0), np.uint64(NW)):
+                x = min(min(np.int16(p0 + a0[q]), np.int16(p1 + a1[q])), np.int16(p2 + a2[q]))
+                row[q] += x > lost
+        else:
+            tmp[b0:NW] = _BIG
+            for j in range(J):
+                pj = Pd[o, j]
+                aj = T[u, j]
+                for q in range(np.uint64(b0), np.uint64(NW)):
+                    tmp[q] = min(tmp[q], np.int16(pj + aj[q]))
+            for q in range(np.uint64(b0), np.uint64(NW)):
+                row[q] += tmp[q] > lost
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_child_pairs(Od, Pd, m, cls, A, PA, i_lo, i_hi, qb, lost, NL3, tmp):
+    """NL3[c, i, q] for children i_lo <= i < i_hi and lanes q >= qb[i]: number of class-c
+    list members with ``min_j(P + A[u, j, i] + PA[u, j, q]) > lost``."""
+    J, NP = PA.shape[1], PA.shape[2]
+    for i in range(i_lo, i_hi):
+        NL3[:, i, qb[i]:NP] = 0
+    for o in range(m):
+        u = Od[o]
+        rows = NL3[cls[u]]
+        if J == 3:
+            a0 = PA[u, 0]
+            a1 = PA[u, 1]
+            a2 = PA[u, 2]
+            for i in range(i_lo, i_hi):
+                p0 = np.int16(Pd[o, 0] + A[u, 0, i])
+                p1 = np.int16(Pd[o, 1] + A[u, 1, i])
+                p2 = np.int16(Pd[o, 2] + A[u, 2, i])
+                row = rows[i]
+                for q in range(np.uint64(qb[i]), np.uint64(NP)):
+                    x = min(min(np.int16(p0 + a0[q]), np.int16(p1 + a1[q])), np.int16(p2 + a2[q]))
+                    row[q] += x > lost
+        else:
+            for i in range(i_lo, i_hi):
+                b0 = qb[i]
+                tmp[b0:NP] = _BIG
+                for j in range(J):
+                    pj = np.int16(Pd[o, j] + A[u, j, i])
+                    aj = PA[u, j]
+                    for q in range(np.uint64(b0), np.uint64(NP)):
+                        tmp[q] = min(tmp[q], np.int16(pj + aj[q]))
+                row = rows[i]
+                for q in range(np.uint64(b0), np.uint64(NP)):
+                    row[q] += tmp[q] > lost
+
+
+@numba.njit(cache=True, nogil=True)
+def _bounds(Od, Pd, m, cls, TH, TL, lost, Bf, SU, OP, i_lo, i_hi, CL, CN, f, tmp, tmp2):
+    """Per child i (lanes >= i_lo // LANE * LANE): SU/OP[c, i] = sure/open class-c members
+    of the child; CL[i, :CN[i]] = positions of the child's open members."""
+    J, NW = TH.shape[1], TH.shape[2]
+    b0 = (i_lo // LANE) * LANE
+    SU[:, b0:NW] = 0
+    OP[:, b0:NW] = 0
+    CN[:] = 0
+    for o in range(m):
+        u = Od[o]
+        su = SU[cls[u]]
+        op = OP[cls[u]]
+        if J == 3:
+            p0 = Pd[o, 0]
+            p1 = Pd[o, 1]
+            p2 = Pd[o, 2]
+            h0 = TH[u, 0]
+            h1 = TH[u, 1]
+            h2 = TH[u, 2]
+            l0 = TL[u, 0]
+            l1 = TL[u, 1]
+            l2 = TL[u, 2]
+            for i in range(np.uint64(b0), np.uint64(NW)):
+                h = min(min(np.int16(p0 + h0[i]), np.int16(p1 + h1[i])), np.int16(p2 + h2[i]))
+                lo = min(min(np.int16(p0 + l0[i]), np.int16(p1 + l1[i])), np.int16(p2 + l2[i]))
+                s = lo >= Bf
+                q = (h > lost) & (lo < Bf)
+                su[i] += s
+                op[i] += q
+                f[i] = q
+        else:
+            tmp[b0:NW] = _BIG
+            tmp2[b0:NW] = _BIG
+            for j in range(J):
+                pj = Pd[o, j]
+                hj = TH[u, j]
+                lj = TL[u, j]
+                for i in range(np.uint64(b0), np.uint64(NW)):
+                    tmp[i] = min(tmp[i], np.int16(pj + hj[i]))
+                    tmp2[i] = min(tmp2[i], np.int16(pj + lj[i]))
+            for i in range(np.uint64(b0), np.uint64(NW)):
+                s = tmp2[i] >= Bf
+                q = (tmp[i] > lost) & (tmp2[i] < Bf)
+                su[i] += s
+                op[i] += q
+                f[i] = q
+        for i in range(i_lo, i_hi):  # branch-free append
+            CL[i, CN[i]] = o
+            CN[i] += f[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _correct_reference(L, y, sub, p, u):
+    """Reference test for one utterance: float64 sums in increasing trial order, argmax."""
+    C = L.shape[2]
+    v = np.zeros(C)
+    for t in range(p):
+        for c in range(C):
+            v[c] += L[u, sub[t], c]
+    return argmax_is(v, y[u])
+
+
+@numba.njit(cache=True, nogil=True)
+def _leaf_score(Od, Pd, m, A, col, T, q, cls, W, Bf, lost, L, y, sub, k):
+    """Exact score (without the node's sure weight) of the leaf ``sub[:k]``: list Od/Pd plus
+    column ``col`` of A (if >= 0) plus lane ``q`` of T."""
+    J = A.shape[1]
+    sc = 0
+    for o in range(m):
+        u = Od[o]
+        v = 1 << 30
+        for j in range(J):
+            x = np.int64(Pd[o, j]) + T[u, j, q]
+            if col >= 0:
+                x += A[u, j, col]
+            v = min(v, x)
+        if v >= Bf:
+            sc += W[cls[u]]
+        elif v > lost and _correct_reference(L, y, sub, k, u):
+            sc += W[cls[u]]
+    return sc
+
+
+# --------------------------------------------------------------------------------------
+# The search
+# --------------------------------------------------------------------------------------
+@numba.njit(cache=True, nogil=True)
+def branch_and_bound(A, PA, lane, pstart, first, second, QHI, QLO, L, y, W, Bf, k, prefix, thr, base0,
+                     O, P, SU, OP, CL, CN, f, NL, NL3, qb, tmp, tmp2, cur, mm, bb, sub, best_subset):
+    """Best subset of size ``k`` among those starting with ``prefix`` (sorted, len < k).
+
+    Only a score ``> thr`` counts; returns (found, best score, nodes + leaves visited), and
+    the first best subset in lexicographic order in ``best_subset`` when found.
+    """
+    U, J, NW = A.shape
+    n = L.shape[1]
+    C = W.shape[0]
+    NP = PA.shape[2]
+    n_pairs = pstart[n]
+    cls = y
+    lost = np.int16(-(k + Bf))
+    bf = np.int16(Bf)
+    p0 = prefix.shape[0]
+    for t in range(p0):
+        sub[t] = prefix[t]
+    for i in range(n):
+        qb[i] = ((pstart[i + 1] + lane) // LANE) * LANE
+    # Root: the list of the prefix (as the child prefix[-1] of prefix[:-1]).
+    m = 0
+    base = base0
+    for u in range(U):
+        if p0 == 0:
+            for j in range(J):
+                P[0, m, j] = 0
+            O[0, m] = u
+            m += 1
+            continue
+        t_last = prefix[p0 - 1]
+        rr = k - p0
+        minhi = 1 << 30
+        minlo = 1 << 30
+        for j in range(J):
+            s = 0
+            for t in range(p0 - 1):
+                s += A[u, j, prefix[t]]
+            P[0, m, j] = s + A[u, j, t_last]
+            minhi = min(minhi, s + QHI[rr, u, j, t_last])
+            minlo = min(minlo, s + QLO[rr, u, j, t_last])
+        if minhi <= lost:
+            continue
+        if minlo >= Bf:
+            base += W[cls[u]]
+            continue
+        O[0, m] = u
+        m += 1
+    mm[0] = m
+    bb[0] = base
+    found = False
+    best = thr
+    nodes = 1
+    d = 0
+    fresh = True
+    while d >= 0:
+        p = p0 + d
+        r = k - p
+        m = mm[d]
+        base = bb[d]
+        i_lo = sub[p - 1] + 1 if p > 0 else 0
+        i_hi = n - r + 1
+        if r <= 3:
+            # Score every leaf below this node in one pass.
+            if r == 1:
+                _count(O[d], P[d], m, cls, A, lost, NL, (i_lo // LANE) * LANE, tmp)
+            elif r == 2:
+                _count(O[d], P[d], m, cls, PA, lost, NL, ((pstart[i_lo] + lane) // LANE) * LANE, tmp)
+            else:
+                _count_child_pairs(O[d], P[d], m, cls, A, PA, i_lo, i_hi, qb, lost, NL3, tmp)
+            for i in range(i_lo, i_hi):
+                if r == 1:
+                    qa, qz = i, i + 1
+                elif r == 2:
+                    qa, qz = pstart[i], pstart[i + 1]
+                else:
+                    qa, qz = pstart[i + 1], n_pairs
+                for q in range(qa, qz):
+                    nodes += 1
+                    hi = base
+                    for c in range(C):
+                        if r == 1:
+                            hi += W[c] * NL[c, q]
+                        elif r == 2:
+                            hi += W[c] * NL[c, q + lane]
+                        else:
+                            hi += W[c] * NL3[c, i, q + lane]
+                    if hi <= best:
+                        continue
+                    sub[p] = i
+                    if r == 1:
+                        sc = _leaf_score(O[d], P[d], m, A, -1, A, i, cls, W, Bf, lost, L, y, sub, k)
+                    elif r == 2:
+                        sub[p + 1] = second[q]
+                        sc = _leaf_score(O[d], P[d], m, A, -1, PA, q + lane, cls, W, Bf, lost, L, y, sub, k)
+                    else:
+                        sub[p + 1] = first[q]
+                        sub[p + 2] = second[q]
+                        sc = _leaf_score(O[d], P[d], m, A, i, PA, q + lane, cls, W, Bf, lost, L, y, sub, k)
+                    sc += base
+                    if sc > best:
+                        best = sc
+                        found = True
+                        for t in range(k):
+                            best_subset[t] = sub[t]
+            d -= 1
+            fresh = False
+            continue
+        if fresh:
+            _bounds(O[d], P[d], m, cls, QHI[r - 1], QLO[r - 1], lost, bf, SU[d], OP[d], i_lo, i_hi, CL[d], CN[d],
+                    f, tmp, tmp2)
+            cur[d] = i_lo
+        # Next child whose bound beats the incumbent.
+        i = cur[d]
+        sure_w = 0
+        while i < i_hi:
+            sure_w = 0
+            bound = base
+            for c in range(C):
+                sure_w += W[c] * SU[d, c, i]
+                bound += W[c] * OP[d, c, i]
+            if bound + sure_w > best:
+                break
+            i += 1
+        if i >= i_hi:
+            d -= 1
+            fresh = False
+            continue
+        cur[d] = i + 1
+        sub[p] = i
+        m2 = CN[d, i]
+        for q in range(m2):
+            o = CL[d, i, q]
+            u = O[d, o]
+            O[d + 1, q] = u
+            for j in range(J):
+                P[d + 1, q, j] = P[d, o, j] + A[u, j, i]
+        nodes += 1
+        d += 1
+        mm[d] = m2
+        bb[d] = base + sure_w
+        fresh = True
+    return found, best, nodes
