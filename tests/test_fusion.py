@@ -65,11 +65,23 @@ def assert_matches_brute_force(logits, labels, ks, **kw):
     return res
 
 
-@pytest.fixture(params=[3, 4], ids=["vector", "generic-J"])
+KERNEL_PATHS = {
+    # margin rows padded to three: the vectorised loops (up to four classes); triples
+    # tabulated for every trial (the default when they fit the memory budget)
+    "vector": {"_margin_rows": 3},
+    # four rows take the loops for any number of classes
+    "generic-J": {"_margin_rows": 4},
+    # no triple table: leaves three picks away go child x pair, four picks away expand
+    "pairs-only": {"_triple_cut": 10**6},
+    # triples only from trial 3 on: both leaf paths in one node
+    "mixed": {"_triple_cut": 3},
+}
+
+
+@pytest.fixture(params=list(KERNEL_PATHS))
 def kernel(request):
-    """Kernel path under test: margin rows padded to three (the vectorised loops, up to
-    four classes) or to four, which takes the loops for any number of classes."""
-    return request.param
+    """Keyword arguments of exact_search selecting one kernel path."""
+    return KERNEL_PATHS[request.param]
 
 
 @pytest.fixture
@@ -100,7 +112,7 @@ def test_exact_matches_brute_force_random(seed, kernel, split_items):
     for integer in (False, True):
         logits, labels = random_case(rng, integer)
         n = logits.shape[0]
-        assert_matches_brute_force(logits, labels, list(range(1, n + 1)), _margin_rows=kernel,
+        assert_matches_brute_force(logits, labels, list(range(1, n + 1)), **kernel,
                                    n_threads=1 + seed % 2, incumbent_width=1 + seed % 3)
 
 
@@ -122,7 +134,7 @@ def test_exact_single_class_labels(seed, kernel, split_items):
     n, N, C = 9, int(rng.integers(4, 12)), int(rng.integers(2, 5))
     logits = rng.standard_normal((n, N, C))
     labels = np.full(N, int(rng.integers(0, C)))
-    assert_matches_brute_force(logits, labels, list(range(1, n + 1)), _margin_rows=kernel, incumbent_width=1)
+    assert_matches_brute_force(logits, labels, list(range(1, n + 1)), **kernel, incumbent_width=1)
 
 
 # Found by random search against a build whose branch-free compaction lacked a spare
@@ -142,7 +154,7 @@ REGRESSION_CASES = [
 @pytest.mark.parametrize("case", range(len(REGRESSION_CASES)))
 def test_exact_regression_cases(case, kernel):
     logits, labels = (np.array(a) for a in REGRESSION_CASES[case])
-    assert_matches_brute_force(logits.astype(float), labels, list(range(1, logits.shape[0] + 1)), _margin_rows=kernel)
+    assert_matches_brute_force(logits.astype(float), labels, list(range(1, logits.shape[0] + 1)), **kernel)
 
 
 def test_generic_kernel_many_classes():
@@ -161,7 +173,7 @@ def test_ties_between_subsets_pick_lexicographically_smallest(kernel):
     good = 3.0 * np.eye(3)[labels] + rng.integers(-2, 3, (30, 3))
     poor = lambda: rng.integers(-3, 4, (30, 3)).astype(float)  # noqa: E731
     logits = np.stack([poor(), good, good, good, poor()])
-    res = assert_matches_brute_force(logits, labels, [1, 2, 3], _margin_rows=kernel)
+    res = assert_matches_brute_force(logits, labels, [1, 2, 3], **kernel)
     assert res[1].subset == (1,) and res[2].subset == (1, 2) and res[3].subset == (1, 2, 3)
     assert res[1].uar == res[2].uar == res[3].uar
 
@@ -173,7 +185,7 @@ def test_class_ties_follow_numpy_argmax(kernel):
         [[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]],
     ])
     labels = np.array([1, 0])  # sample 0 ties 1 vs 2 -> 1 (correct); sample 1 ties all -> 0 (correct)
-    res = assert_matches_brute_force(logits, labels, [1, 2], _margin_rows=kernel)
+    res = assert_matches_brute_force(logits, labels, [1, 2], **kernel)
     assert res[2].uar == 1.0
     np.testing.assert_array_equal(F.fused_predictions(logits, (0, 1)), [1, 0])
 
@@ -185,7 +197,7 @@ def test_absent_class_and_constant_trial(kernel, split_items):
     logits = rng.standard_normal((n, N, C)) + 1.0 * np.eye(C)[labels]
     logits[3] = 0.25  # a trial of constant logits: predicts class 0 everywhere on its own
     logits[5, :, 2] += 1.5  # a trial biased towards the absent class
-    res = assert_matches_brute_force(logits, labels, list(range(1, n + 1)), _margin_rows=kernel)
+    res = assert_matches_brute_force(logits, labels, list(range(1, n + 1)), **kernel)
     assert res[1].support[2] == 0
     pred = F.fused_predictions(logits, res[4].subset)
     expected = np.mean([np.mean(pred[labels == c] == c) for c in (0, 1, 3)])
@@ -205,7 +217,7 @@ def test_float_summation_order_is_the_reference(kernel):
     labels = np.array([0, 1, 0])
     # In exact arithmetic trials (0, 1, 2) give class 1 (1 > 0.5); in float64, class 0.
     assert F.fused_predictions(logits, (0, 1, 2)).tolist() == [0, 0, 0]
-    res = assert_matches_brute_force(logits, labels, [1, 2, 3, 4], _margin_rows=kernel)
+    res = assert_matches_brute_force(logits, labels, [1, 2, 3, 4], **kernel)
     assert res[3].subset == (0, 1, 2)
 
 

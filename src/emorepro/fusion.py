@@ -28,31 +28,29 @@ Reference semantics (what every function here reproduces bit for bit)
 Exact search
 ------------
 :func:`exact_search` is a depth-first branch and bound over subsets in lexicographic
-order, compiled with numba.  A node is a partial subset ``A`` (last index ``t``) with
-``r`` trials still to pick from ``{t+1, ..., n-1}``.  For every utterance and wrong class
-``j`` the margin ``m_j = S_A[y] - S_A[j]`` can at best grow by the sum of the ``r``
-largest per-trial margins ``d_i[j] = l_i[y] - l_i[j]`` of the remaining trials and at
-worst by the ``r`` smallest (tables per suffix and budget).  So an utterance is *sure*
-(correct in every completion), *lost* (wrong in every completion) or *open*.  Decided
-utterances leave the node's working list, so deep nodes touch few utterances, and
-``sure weight + open weight`` bounds the score of every completion: the node is pruned
-when that bound cannot beat the incumbent (a later node in lexicographic order needs a
-strictly better score, which implements the subset tie rule).  Before the search,
-utterances on which every trial is right (or one wrong class beats the truth in every
-trial) are removed for all sizes.  Incumbents come from a beam search, so pruning is
-strong from the first node, and the work is split into subtrees run on threads (the
-kernels release the GIL).
+order (kernels in :mod:`emorepro.fusion_kernels`).  A node is a partial subset with
+``r`` trials still to pick from the trials after its last one.  Per utterance and wrong
+class, the margin of the label over that class can at best grow by the ``r`` largest
+remaining per-trial margins and at worst by the ``r`` smallest, so each utterance is
+*sure* (correct in every completion), *lost* or *open*; decided utterances leave the
+node's list, and ``sure + open`` weight bounds every completion.  A node that cannot
+beat the incumbent is pruned (a later node in lexicographic order needs a strictly
+better score, which implements the subset tie rule).  The last three levels are scored
+in one vectorised pass per node (every child x every pair of later trials), and the
+incumbents come from a beam search, so almost every leaf is dropped on its not-wrong
+count alone.  The work is split into subtrees run on threads (the kernels release the
+GIL).
 
-Exactness: every bound test needs a margin beyond a slack that exceeds the worst-case
-rounding error of the arithmetic used (float64, or float32 in the fast path for up to
-five classes), so a pruning decision is never wrong; leaves are decided the same way
-and an utterance whose margin falls inside the slack band is re-scored with the
-reference float64 sums.  The winners are re-scored with :func:`fused_predictions`.
+Exactness: margins are quantised per utterance to int16 with a floor, so a subset's
+quantised margin brackets the reference one within a band of ``k`` units plus a bound
+on the float64 rounding; a decision outside the band is the reference's decision, and
+an utterance inside it is re-scored with the reference float64 sums.  The winners are
+re-scored with :func:`fused_predictions` and checked.
 
 Cost: the per-utterance bound cannot see that one subset must serve all utterances at
 once, so on trials as diverse as the paper's (single trials ~73 % UAR, full integration
-~77 %) it prunes little above the last two levels: most of the ``C(n, k)`` leaves are
-still scored, each on a working list of ~50-400 utterances with early exit.
+~77 %) it prunes little: most of the ``C(n, k)`` leaves are still counted, each on a
+list of a few hundred utterances, by int16 vector loops.
 
 Importing this module imports numba (about 0.5 s); the kernels are compiled on first use
 and cached on disk (``cache=True``): a first-ever call pays 10-20 s of compilation.
@@ -439,7 +437,8 @@ class _ThreadScratch(threading.local):
 
 
 def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads: int | None = None,
-                 _margin_rows: int = 3, _stats: dict | None = None) -> dict[int, FusionResult]:
+                 _margin_rows: int = 3, _triple_cut: int | None = None,
+                 _stats: dict | None = None) -> dict[int, FusionResult]:
     """Exact best-UAR subset of trials for every requested size ``k``.
 
     Parameters
@@ -483,7 +482,7 @@ def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads
     t_heur = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    tables = FK.build_tables(logits, labels, scorer.class_weight, kmax, _margin_rows)
+    tables = FK.build_tables(logits, labels, scorer.class_weight, kmax, _margin_rows, triple_cut=_triple_cut)
     t_tables = time.perf_counter() - t0
     setup = (t_heur + t_tables) / len(ks)
 
@@ -514,7 +513,9 @@ def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads
         thr = score if rank > srank else score - 1
         best_subset = np.zeros(k, np.int64)
         found, best, nn = FK.branch_and_bound(
-            t.A, t.PA, t.lane, t.pstart, t.first, t.second, t.QHI, t.QLO, t.L, t.y, t.W, t.Bf, k,
+            t.A, t.PA, t.lane, t.pstart, t.first, t.second, t.TA, t.tlane, t.cut, t.tstart, t.tfirst, t.tmid,
+            t.tlast,
+            t.QHI, t.QLO, t.L, t.y, t.W, t.Bf, k,
             np.array(pre, np.int64), thr, t.base, *local.scratch.arrays, best_subset)
         dt = time.thread_time() - t_cpu
         with lock:
@@ -546,7 +547,7 @@ def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads
             raise RuntimeError(f"exact search: k={k} kernel score {score} != reference {check}")
         out[k] = res
     if _stats is not None:
-        _stats.update(open_utts=t.U, base=t.base, band=t.Bf, heuristic_seconds=t_heur, tables_seconds=t_tables,
+        _stats.update(open_utts=t.U, base=t.base, band=t.Bf, triple_cut=t.cut, heuristic_seconds=t_heur, tables_seconds=t_tables,
                       total_seconds=time.perf_counter() - t_start, table_bytes=t.nbytes,
                       heuristic={k: heur[k] for k in ks})
     return out

@@ -48,6 +48,7 @@ from a beam search), the others are scored exactly.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -127,6 +128,13 @@ class Tables:
     pstart: np.ndarray  # (n+1,) first pair whose smaller trial is >= i
     first: np.ndarray  # (n_pairs,) smaller trial of pair q
     second: np.ndarray  # (n_pairs,) larger trial of pair q
+    TA: np.ndarray  # (U, J3, NT) int16: triple sums over trials >= cut, triple t at lane t + tlane
+    tlane: int
+    cut: int  # triples only for trials >= cut (memory budget); children below use pairs
+    tstart: np.ndarray  # (n+1,) first triple whose smallest trial is >= i (for i >= cut)
+    tfirst: np.ndarray  # (n_triples,) smallest trial of triple t
+    tmid: np.ndarray  # (n_triples,) middle trial of triple t
+    tlast: np.ndarray  # (n_triples,) largest trial of triple t
     QHI: np.ndarray  # (kmax, U, J3, NW) int16
     QLO: np.ndarray
     L: np.ndarray  # (U, n, C) float64 logits (reference re-scoring)
@@ -142,16 +150,19 @@ class Tables:
 
     @property
     def nbytes(self) -> int:
-        return sum(x.nbytes for x in (self.A, self.PA, self.QHI, self.QLO, self.L))
+        return sum(x.nbytes for x in (self.A, self.PA, self.TA, self.QHI, self.QLO, self.L))
 
 
 def build_tables(logits: np.ndarray, labels: np.ndarray, class_weight: np.ndarray, kmax: int,
-                 min_rows: int = 3) -> Tables:
+                 min_rows: int = 3, triple_bytes: int = 256 * 2**20, triple_cut: int | None = None) -> Tables:
     """Quantise the margins, drop the utterances decided for every subset, build the tables.
 
     logits: (n, N, C) float64, finite; labels: (N,) int64; class_weight: (C,) int64.
     ``min_rows``: margin rows are padded (repeating row 0) to at least this many; 3 is
-    the vectorised path, more forces the generic-J loops (tests).
+    the vectorised path, more forces the generic-J loops (tests).  ``triple_bytes`` caps
+    the triple table: triples are tabulated for the largest trial range ``cut..n-1`` that
+    fits (all of them for 30 trials x 5,531 utterances: 82 MB); ``triple_cut`` sets ``cut``
+    directly (tests).
     """
     n, N, C = logits.shape
     J = C - 1
@@ -196,9 +207,26 @@ def build_tables(logits: np.ndarray, labels: np.ndarray, class_weight: np.ndarra
     PA = np.zeros((U, J3, NP), np.int16)
     PA[:, :, lane:] = A[:, :, first] + A[:, :, second]
     pstart = np.searchsorted(first, np.arange(n + 1)).astype(np.int64)
+    # Triples (i, a, b), i >= cut, in lexicographic order; the pass of a node with three
+    # picks left then reads one contiguous run of lanes for its children >= cut.
+    per_triple = max(U, 1) * J3 * 2
+    cut = 0
+    while cut < n and math.comb(n - cut, 3) * per_triple > triple_bytes:
+        cut += 1
+    if triple_cut is not None:
+        cut = min(max(int(triple_cut), 0), n)
+    tri = np.array(list(itertools.combinations(range(cut, n), 3)), np.int64).reshape(-1, 3)
+    n_tri = len(tri)
+    NT = max(LANE, -(-n_tri // LANE) * LANE)
+    tlane = NT - n_tri
+    TA = np.zeros((U, J3, NT), np.int16)
+    if n_tri:
+        TA[:, :, tlane:] = A[:, :, tri[:, 0]] + A[:, :, tri[:, 1]] + A[:, :, tri[:, 2]]
+    tstart = np.searchsorted(tri[:, 0], np.arange(n + 1)).astype(np.int64)
     QHI, QLO = _suffix_bound_tables(A, n, kmax)
     return Tables(
         A=A, PA=PA, lane=int(lane), pstart=pstart, first=first.astype(np.int64), second=second.astype(np.int64),
+        TA=TA, tlane=int(tlane), cut=int(cut), tstart=tstart, tfirst=tri[:, 0].copy(), tmid=tri[:, 1].copy(), tlast=tri[:, 2].copy(),
         QHI=QHI, QLO=QLO, L=np.ascontiguousarray(logits[:, open_, :].transpose(1, 0, 2)),
         y=labels[open_].astype(np.int64), W=np.asarray(class_weight, np.int64), Bf=Bf,
         base=int(class_weight[labels[always]].sum()), n=n,
@@ -212,6 +240,7 @@ class Scratch:
         U, J3, NW = t.A.shape
         C = t.W.shape[0]
         NP = t.PA.shape[2]
+        NT = t.TA.shape[2]
         cnt = np.int16 if U < _QMAX else np.int32  # per-class counts of list members
         d = kmax + 1
         self.key = (id(t), kmax)
@@ -223,11 +252,12 @@ class Scratch:
             np.zeros((d, NW, U + 1), np.int32),  # CL: children's lists (parent positions)
             np.zeros((d, NW), np.int32),  # CN: their lengths
             np.zeros(NW, np.int32),  # f: open flags of one utterance
-            np.zeros((C, NP), cnt),  # NL: not-wrong counts of leaves (one or two picks left)
-            np.zeros((C, max(t.n, 1), NP), cnt),  # NL3: same, three picks left (child x pair)
+            np.zeros((C, max(NW, NP, NT)), cnt),  # NL: not-wrong counts of leaves per lane
+            np.zeros((C, max(t.n, 1), max(NP, NT)), cnt),  # NLc: same, per child x lane
             np.zeros(max(t.n, 1), np.int64),  # qb: first lane of each child's pairs
-            np.zeros(max(NW, NP), np.int16),  # tmp, tmp2: generic-J minima
-            np.zeros(max(NW, NP), np.int16),
+            np.zeros(max(t.n, 1), np.int64),  # tb: first lane of each child's triples
+            np.zeros(max(NW, NP, NT), np.int16),  # tmp, tmp2: generic-J minima
+            np.zeros(max(NW, NP, NT), np.int16),
             np.zeros(d, np.int64),  # cur: next child at each depth
             np.zeros(d, np.int64),  # mm: list length at each depth
             np.zeros(d, np.int64),  # bb: sure weight at each depth
@@ -270,9 +300,10 @@ def _count(Od, Pd, m, cls, T, lost, NL, b0, tmp):
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_child_pairs(Od, Pd, m, cls, A, PA, i_lo, i_hi, qb, lost, NL3, tmp):
-    """NL3[c, i, q] for children i_lo <= i < i_hi and lanes q >= qb[i]: number of class-c
-    list members with ``min_j(P + A[u, j, i] + PA[u, j, q]) > lost``."""
+def _count_child_lanes(Od, Pd, m, cls, A, PA, i_lo, i_hi, qb, lost, NL3, tmp):
+    """NL3[c, i, q] for children i_lo <= i < i_hi and lanes q >= qb[i] (of the pair or
+    triple table PA): number of class-c list members with
+    ``min_j(P + A[u, j, i] + PA[u, j, q]) > lost``."""
     J, NP = PA.shape[1], PA.shape[2]
     for i in range(i_lo, i_hi):
         NL3[:, i, qb[i]:NP] = 0
@@ -393,8 +424,9 @@ def _leaf_score(Od, Pd, m, A, col, T, q, cls, W, Bf, lost, L, y, sub, k):
 # The search
 # --------------------------------------------------------------------------------------
 @numba.njit(cache=True, nogil=True)
-def branch_and_bound(A, PA, lane, pstart, first, second, QHI, QLO, L, y, W, Bf, k, prefix, thr, base0,
-                     O, P, SU, OP, CL, CN, f, NL, NL3, qb, tmp, tmp2, cur, mm, bb, sub, best_subset):
+def branch_and_bound(A, PA, lane, pstart, first, second, TA, tlane, cut, tstart, tfirst, tmid, tlast, QHI, QLO, L,
+                     y, W, Bf, k, prefix, thr, base0,
+                     O, P, SU, OP, CL, CN, f, NL, NLc, qb, tb, tmp, tmp2, cur, mm, bb, sub, best_subset):
     """Best subset of size ``k`` among those starting with ``prefix`` (sorted, len < k).
 
     Only a score ``> thr`` counts; returns (found, best score, nodes + leaves visited), and
@@ -411,8 +443,10 @@ def branch_and_bound(A, PA, lane, pstart, first, second, QHI, QLO, L, y, W, Bf, 
     p0 = prefix.shape[0]
     for t in range(p0):
         sub[t] = prefix[t]
+    n_tri = tstart[n]
     for i in range(n):
         qb[i] = ((pstart[i + 1] + lane) // LANE) * LANE
+        tb[i] = ((tstart[min(max(i + 1, cut), n)] + tlane) // LANE) * LANE
     # Root: the list of the prefix (as the child prefix[-1] of prefix[:-1]).
     m = 0
     base = base0
@@ -455,43 +489,68 @@ def branch_and_bound(A, PA, lane, pstart, first, second, QHI, QLO, L, y, W, Bf, 
         base = bb[d]
         i_lo = sub[p - 1] + 1 if p > 0 else 0
         i_hi = n - r + 1
-        if r <= 3:
-            # Score every leaf below this node in one pass.
+        if r <= 3 or (r == 4 and i_lo + 1 >= cut):
+            # Score every leaf below this node in one pass over its list.  Lanes: single
+            # trials (r = 1), pairs (r = 2), child x pair or triples (r = 3), child x triple
+            # (r = 4).
             if r == 1:
                 _count(O[d], P[d], m, cls, A, lost, NL, (i_lo // LANE) * LANE, tmp)
             elif r == 2:
                 _count(O[d], P[d], m, cls, PA, lost, NL, ((pstart[i_lo] + lane) // LANE) * LANE, tmp)
+            elif r == 3:
+                if i_lo < cut:
+                    _count_child_lanes(O[d], P[d], m, cls, A, PA, i_lo, min(i_hi, cut), qb, lost, NLc, tmp)
+                if max(i_lo, cut) < i_hi:
+                    _count(O[d], P[d], m, cls, TA, lost, NL, ((tstart[max(i_lo, cut)] + tlane) // LANE) * LANE, tmp)
             else:
-                _count_child_pairs(O[d], P[d], m, cls, A, PA, i_lo, i_hi, qb, lost, NL3, tmp)
+                _count_child_lanes(O[d], P[d], m, cls, A, TA, i_lo, i_hi, tb, lost, NLc, tmp)
             for i in range(i_lo, i_hi):
+                # leaves below child i: lanes qa..qz-1 of kind `mode`
                 if r == 1:
-                    qa, qz = i, i + 1
+                    mode, qa, qz = 1, i, i + 1
                 elif r == 2:
-                    qa, qz = pstart[i], pstart[i + 1]
+                    mode, qa, qz = 2, pstart[i], pstart[i + 1]
+                elif r == 3 and i >= cut:
+                    mode, qa, qz = 3, tstart[i], tstart[i + 1]
+                elif r == 3:
+                    mode, qa, qz = 4, pstart[i + 1], n_pairs
                 else:
-                    qa, qz = pstart[i + 1], n_pairs
+                    mode, qa, qz = 5, tstart[i + 1], n_tri
                 for q in range(qa, qz):
                     nodes += 1
                     hi = base
                     for c in range(C):
-                        if r == 1:
+                        if mode == 1:
                             hi += W[c] * NL[c, q]
-                        elif r == 2:
+                        elif mode == 2:
                             hi += W[c] * NL[c, q + lane]
+                        elif mode == 3:
+                            hi += W[c] * NL[c, q + tlane]
+                        elif mode == 4:
+                            hi += W[c] * NLc[c, i, q + lane]
                         else:
-                            hi += W[c] * NL3[c, i, q + lane]
+                            hi += W[c] * NLc[c, i, q + tlane]
                     if hi <= best:
                         continue
                     sub[p] = i
-                    if r == 1:
+                    if mode == 1:
                         sc = _leaf_score(O[d], P[d], m, A, -1, A, i, cls, W, Bf, lost, L, y, sub, k)
-                    elif r == 2:
+                    elif mode == 2:
                         sub[p + 1] = second[q]
                         sc = _leaf_score(O[d], P[d], m, A, -1, PA, q + lane, cls, W, Bf, lost, L, y, sub, k)
-                    else:
+                    elif mode == 3:
+                        sub[p + 1] = tmid[q]
+                        sub[p + 2] = tlast[q]
+                        sc = _leaf_score(O[d], P[d], m, A, -1, TA, q + tlane, cls, W, Bf, lost, L, y, sub, k)
+                    elif mode == 4:
                         sub[p + 1] = first[q]
                         sub[p + 2] = second[q]
                         sc = _leaf_score(O[d], P[d], m, A, i, PA, q + lane, cls, W, Bf, lost, L, y, sub, k)
+                    else:
+                        sub[p + 1] = tfirst[q]
+                        sub[p + 2] = tmid[q]
+                        sub[p + 3] = tlast[q]
+                        sc = _leaf_score(O[d], P[d], m, A, i, TA, q + tlane, cls, W, Bf, lost, L, y, sub, k)
                     sc += base
                     if sc > best:
                         best = sc
