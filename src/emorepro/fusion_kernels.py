@@ -118,6 +118,22 @@ def _suffix_bound_tables(A, n, kmax):
     return QHI, QLO
 
 
+@numba.njit(cache=True, nogil=True)
+def _sum_table(A, idx, out, off):
+    """out[u, j, off + q] = sum over t of A[u, j, idx[q, t]] (pair or triple sums)."""
+    U, J = A.shape[0], A.shape[1]
+    Q, T = idx.shape
+    for u in range(U):
+        for j in range(J):
+            a = A[u, j]
+            o = out[u, j]
+            for q in range(Q):
+                s = 0
+                for t in range(T):
+                    s += a[idx[q, t]]
+                o[off + q] = s
+
+
 @dataclass
 class Tables:
     """Quantised margins of the contested utterances and the bound tables."""
@@ -205,7 +221,7 @@ def build_tables(logits: np.ndarray, labels: np.ndarray, class_weight: np.ndarra
     NP = max(LANE, -(-n_pairs // LANE) * LANE)
     lane = NP - n_pairs
     PA = np.zeros((U, J3, NP), np.int16)
-    PA[:, :, lane:] = A[:, :, first] + A[:, :, second]
+    _sum_table(A, np.stack([first, second], axis=1).astype(np.int64), PA, lane)
     pstart = np.searchsorted(first, np.arange(n + 1)).astype(np.int64)
     # Triples (i, a, b), i >= cut, in lexicographic order; the pass of a node with three
     # picks left then reads one contiguous run of lanes for its children >= cut.
@@ -220,8 +236,7 @@ def build_tables(logits: np.ndarray, labels: np.ndarray, class_weight: np.ndarra
     NT = max(LANE, -(-n_tri // LANE) * LANE)
     tlane = NT - n_tri
     TA = np.zeros((U, J3, NT), np.int16)
-    if n_tri:
-        TA[:, :, tlane:] = A[:, :, tri[:, 0]] + A[:, :, tri[:, 1]] + A[:, :, tri[:, 2]]
+    _sum_table(A, tri, TA, tlane)
     tstart = np.searchsorted(tri[:, 0], np.arange(n + 1)).astype(np.int64)
     QHI, QLO = _suffix_bound_tables(A, n, kmax)
     return Tables(
