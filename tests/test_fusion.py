@@ -75,6 +75,9 @@ KERNEL_PATHS = {
     "pairs-only": {"_triple_cut": 10**6},
     # triples only from trial 3 on: both leaf paths in one node
     "mixed": {"_triple_cut": 3},
+    # every size searched through its complement (by default only sizes above n/2)
+    "complement": {"_complement": True},
+    "direct": {"_complement": False},
 }
 
 

@@ -437,7 +437,7 @@ class _ThreadScratch(threading.local):
 
 
 def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads: int | None = None,
-                 _margin_rows: int = 3, _triple_cut: int | None = None,
+                 _margin_rows: int = 3, _triple_cut: int | None = None, _complement: bool | None = None,
                  _stats: dict | None = None) -> dict[int, FusionResult]:
     """Exact best-UAR subset of trials for every requested size ``k``.
 
@@ -481,48 +481,65 @@ def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads
     heur, _ = _beam(logits, labels, scorer, int(incumbent_width), kmax)
     t_heur = time.perf_counter() - t0
 
+    # Sizes above n/2 search the complement (size n - k): a shallower tree whose last
+    # levels fan out wider.  k = n has a single subset: the incumbent.
+    comp = {k: (2 * k > n if _complement is None else bool(_complement)) and k < n for k in ks}
     t0 = time.perf_counter()
-    tables = FK.build_tables(logits, labels, scorer.class_weight, kmax, _margin_rows, triple_cut=_triple_cut)
+    kmax_direct = max([k for k in ks if not comp[k]] or [1])
+    kmax_comp = max([n - k for k in ks if comp[k]] or [0])
+    tables = {False: FK.build_tables(logits, labels, scorer.class_weight, kmax_direct, _margin_rows,
+                                     triple_cut=_triple_cut)}
+    if kmax_comp:
+        tables[True] = FK.complement_tables(tables[False], kmax_comp, triple_cut=_triple_cut)
     t_tables = time.perf_counter() - t0
     setup = (t_heur + t_tables) / len(ks)
+    depth = max(kmax_direct, kmax_comp)
 
     lock = threading.Lock()
     state = {}  # k -> [score, subset, rank of the work item that found it]
     items = []
     for k in ks:
-        its = _work_items(n, k)
         h_score, h_subset = heur[k]
-        h_rank = next(r for r, (pre, _) in enumerate(its) if tuple(h_subset[: len(pre)]) == pre)
-        state[k] = [h_score, tuple(h_subset), h_rank]
+        state[k] = [h_score, tuple(h_subset), 0]
+        if k == n:
+            continue
+        size = n - k if comp[k] else k
+        its = _work_items(n, size)
+        searched = tuple(sorted(set(range(n)) - set(h_subset))) if comp[k] else tuple(h_subset)
+        state[k][2] = next(r for r, (pre, _) in enumerate(its) if searched[: len(pre)] == pre)
         items += [(cost, k, r, pre) for r, (pre, cost) in enumerate(its)]
     items.sort(key=lambda t: -t[0])  # longest first, so that the threads finish together
     seconds = {k: setup for k in ks}
     nodes = {k: 0 for k in ks}
     local = _ThreadScratch()
-    t = tables
 
     def run(item):
         _, k, rank, pre = item
         t_cpu = time.thread_time()
-        if local.scratch is None or local.scratch.key != (id(t), kmax):
-            local.scratch = FK.Scratch(t, kmax)
+        t = tables[comp[k]]
+        if local.scratch is None:
+            local.scratch = FK.Scratch(t, depth)
         with lock:
             score, _, srank = state[k]
-        # A subset of equal score in an earlier subtree would win the tie, so only later
-        # subtrees may prune at equality.
-        thr = score if rank > srank else score - 1
-        best_subset = np.zeros(k, np.int64)
+        # A subset of equal score earlier in lexicographic order wins the tie, so only the
+        # subtrees after the incumbent's may prune at equality (before it, for complements:
+        # their order is the reverse of the subsets').
+        later = rank < srank if comp[k] else rank > srank
+        thr = score if later else score - 1
+        size = n - k if comp[k] else k
+        best_set = np.zeros(size, np.int64)
         found, best, nn = FK.branch_and_bound(
             t.A, t.PA, t.lane, t.pstart, t.first, t.second, t.TA, t.tlane, t.cut, t.tstart, t.tfirst, t.tmid,
-            t.tlast,
-            t.QHI, t.QLO, t.L, t.y, t.W, t.Bf, k,
-            np.array(pre, np.int64), thr, t.base, *local.scratch.arrays, best_subset)
+            t.tlast, t.QHI, t.QLO, t.L, t.y, t.W, t.Bf, t.Ptot, t.complement, k, size,
+            np.array(pre, np.int64), thr, t.base, *local.scratch.arrays, best_set)
         dt = time.thread_time() - t_cpu
         with lock:
             nodes[k] += int(nn)
             seconds[k] += dt
             if found:
-                cand = tuple(int(x) for x in best_subset)
+                cand = tuple(int(x) for x in best_set)
+                if comp[k]:
+                    cand = tuple(sorted(set(range(n)) - set(cand)))
                 score, subset, _ = state[k]
                 if best > score or (best == score and cand < subset):
                     state[k] = [int(best), cand, rank]
@@ -547,8 +564,9 @@ def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads
             raise RuntimeError(f"exact search: k={k} kernel score {score} != reference {check}")
         out[k] = res
     if _stats is not None:
+        t = tables[False]
         _stats.update(open_utts=t.U, base=t.base, band=t.Bf, triple_cut=t.cut, heuristic_seconds=t_heur, tables_seconds=t_tables,
-                      total_seconds=time.perf_counter() - t_start, table_bytes=t.nbytes,
+                      total_seconds=time.perf_counter() - t_start, table_bytes=sum(x.nbytes for x in tables.values()),
                       heuristic={k: heur[k] for k in ks})
     return out
 

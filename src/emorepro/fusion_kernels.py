@@ -159,6 +159,8 @@ class Tables:
     Bf: int  # rounding band (units of a)
     base: int  # score of the utterances correct in every subset
     n: int
+    Ptot: np.ndarray  # (U, J3) int16 partial sums of the root (complement search: all trials)
+    complement: bool  # the tables search the complement T of the subset (A holds -a)
 
     @property
     def U(self) -> int:
@@ -216,6 +218,32 @@ def build_tables(logits: np.ndarray, labels: np.ndarray, class_weight: np.ndarra
     NW = max(LANE, -(-n // LANE) * LANE)
     A = np.zeros((U, J3, NW), np.int16)
     A[:, :, :n] = Aq.transpose(1, 2, 0)
+    return Tables(
+        **_lane_tables(A, n, kmax, triple_bytes, triple_cut),
+        L=np.ascontiguousarray(logits[:, open_, :].transpose(1, 0, 2)), y=labels[open_].astype(np.int64),
+        W=np.asarray(class_weight, np.int64), Bf=Bf, base=int(class_weight[labels[always]].sum()), n=n,
+        Ptot=np.zeros((U, J3), np.int16), complement=False,
+    )
+
+
+def complement_tables(t: Tables, kmax: int, triple_bytes: int = 256 * 2**20, triple_cut: int | None = None) -> Tables:
+    """Tables of the search over complements: a subset ``S`` of size ``k`` is the complement
+    of a set ``T`` of size ``n - k``, and ``sum_S a = sum_all a - sum_T a``, so the same
+    search over ``T`` runs on ``-a`` from the root partial sums ``sum_all a``.  Cheaper for
+    ``k > n / 2``: the search tree of the smaller size is shallower and its last levels
+    fan out wider.  (Lexicographic order of ``S`` is the reverse of that of ``T``.)
+    """
+    n = t.n
+    neg = np.zeros_like(t.A)
+    neg[:, :, :n] = -t.A[:, :, :n]
+    fields = {f: getattr(t, f) for f in ("L", "y", "W", "Bf", "base", "n")}
+    return Tables(**_lane_tables(neg, n, kmax, triple_bytes, triple_cut), **fields,
+                  Ptot=t.A[:, :, :n].sum(axis=2, dtype=np.int64).astype(np.int16), complement=True)
+
+
+def _lane_tables(A, n, kmax, triple_bytes, triple_cut) -> dict:
+    """Pair and triple sums and the bound tables of the quantised margins A (U, J3, NW)."""
+    U, J3, _ = A.shape
     first, second = np.triu_indices(n, 1)
     n_pairs = len(first)
     NP = max(LANE, -(-n_pairs // LANE) * LANE)
@@ -239,13 +267,9 @@ def build_tables(logits: np.ndarray, labels: np.ndarray, class_weight: np.ndarra
     _sum_table(A, tri, TA, tlane)
     tstart = np.searchsorted(tri[:, 0], np.arange(n + 1)).astype(np.int64)
     QHI, QLO = _suffix_bound_tables(A, n, kmax)
-    return Tables(
-        A=A, PA=PA, lane=int(lane), pstart=pstart, first=first.astype(np.int64), second=second.astype(np.int64),
-        TA=TA, tlane=int(tlane), cut=int(cut), tstart=tstart, tfirst=tri[:, 0].copy(), tmid=tri[:, 1].copy(), tlast=tri[:, 2].copy(),
-        QHI=QHI, QLO=QLO, L=np.ascontiguousarray(logits[:, open_, :].transpose(1, 0, 2)),
-        y=labels[open_].astype(np.int64), W=np.asarray(class_weight, np.int64), Bf=Bf,
-        base=int(class_weight[labels[always]].sum()), n=n,
-    )
+    return dict(A=A, PA=PA, lane=int(lane), pstart=pstart, first=first.astype(np.int64),
+                second=second.astype(np.int64), TA=TA, tlane=int(tlane), cut=int(cut), tstart=tstart,
+                tfirst=tri[:, 0].copy(), tmid=tri[:, 1].copy(), tlast=tri[:, 2].copy(), QHI=QHI, QLO=QLO)
 
 
 class Scratch:
@@ -404,18 +428,29 @@ def _bounds(Od, Pd, m, cls, TH, TL, lost, Bf, SU, OP, i_lo, i_hi, CL, CN, f, tmp
 
 
 @numba.njit(cache=True, nogil=True)
-def _correct_reference(L, y, sub, p, u):
-    """Reference test for one utterance: float64 sums in increasing trial order, argmax."""
-    C = L.shape[2]
+def _correct_reference(L, y, sub, p, u, comp):
+    """Reference test for one utterance: float64 sums in increasing trial order, argmax.
+
+    The subset is ``sub[:p]`` (sorted), or with ``comp`` the trials not in it."""
+    n, C = L.shape[1], L.shape[2]
     v = np.zeros(C)
-    for t in range(p):
-        for c in range(C):
-            v[c] += L[u, sub[t], c]
+    if comp:
+        t = 0
+        for i in range(n):
+            if t < p and sub[t] == i:
+                t += 1
+                continue
+            for c in range(C):
+                v[c] += L[u, i, c]
+    else:
+        for t in range(p):
+            for c in range(C):
+                v[c] += L[u, sub[t], c]
     return argmax_is(v, y[u])
 
 
 @numba.njit(cache=True, nogil=True)
-def _leaf_score(Od, Pd, m, A, col, T, q, cls, W, Bf, lost, L, y, sub, k):
+def _leaf_score(Od, Pd, m, A, col, T, q, cls, W, Bf, lost, L, y, sub, k, comp):
     """Exact score (without the node's sure weight) of the leaf ``sub[:k]``: list Od/Pd plus
     column ``col`` of A (if >= 0) plus lane ``q`` of T."""
     J = A.shape[1]
@@ -430,7 +465,7 @@ def _leaf_score(Od, Pd, m, A, col, T, q, cls, W, Bf, lost, L, y, sub, k):
             v = min(v, x)
         if v >= Bf:
             sc += W[cls[u]]
-        elif v > lost and _correct_reference(L, y, sub, k, u):
+        elif v > lost and _correct_reference(L, y, sub, k, u, comp):
             sc += W[cls[u]]
     return sc
 
@@ -440,12 +475,14 @@ def _leaf_score(Od, Pd, m, A, col, T, q, cls, W, Bf, lost, L, y, sub, k):
 # --------------------------------------------------------------------------------------
 @numba.njit(cache=True, nogil=True)
 def branch_and_bound(A, PA, lane, pstart, first, second, TA, tlane, cut, tstart, tfirst, tmid, tlast, QHI, QLO, L,
-                     y, W, Bf, k, prefix, thr, base0,
+                     y, W, Bf, Ptot, comp, kband, k, prefix, thr, base0,
                      O, P, SU, OP, CL, CN, f, NL, NLc, qb, tb, tmp, tmp2, cur, mm, bb, sub, best_subset):
-    """Best subset of size ``k`` among those starting with ``prefix`` (sorted, len < k).
+    """Best set of size ``k`` among those starting with ``prefix`` (sorted, len < k).
 
     Only a score ``> thr`` counts; returns (found, best score, nodes + leaves visited), and
-    the first best subset in lexicographic order in ``best_subset`` when found.
+    the best set in ``best_subset`` when found: the first in lexicographic order, or with
+    ``comp`` (complement tables: the set is the complement of the subset, whose size
+    ``kband`` sets the rounding band) the last, i.e. the lexicographically first subset.
     """
     U, J, NW = A.shape
     n = L.shape[1]
@@ -453,7 +490,7 @@ def branch_and_bound(A, PA, lane, pstart, first, second, TA, tlane, cut, tstart,
     NP = PA.shape[2]
     n_pairs = pstart[n]
     cls = y
-    lost = np.int16(-(k + Bf))
+    lost = np.int16(-(kband + Bf))
     bf = np.int16(Bf)
     p0 = prefix.shape[0]
     for t in range(p0):
@@ -468,7 +505,7 @@ def branch_and_bound(A, PA, lane, pstart, first, second, TA, tlane, cut, tstart,
     for u in range(U):
         if p0 == 0:
             for j in range(J):
-                P[0, m, j] = 0
+                P[0, m, j] = Ptot[u, j]
             O[0, m] = u
             m += 1
             continue
@@ -477,7 +514,7 @@ def branch_and_bound(A, PA, lane, pstart, first, second, TA, tlane, cut, tstart,
         minhi = 1 << 30
         minlo = 1 << 30
         for j in range(J):
-            s = 0
+            s = np.int64(Ptot[u, j])
             for t in range(p0 - 1):
                 s += A[u, j, prefix[t]]
             P[0, m, j] = s + A[u, j, t_last]
@@ -493,6 +530,7 @@ def branch_and_bound(A, PA, lane, pstart, first, second, TA, tlane, cut, tstart,
     mm[0] = m
     bb[0] = base
     found = False
+    found_sc = thr
     best = thr
     nodes = 1
     d = 0
@@ -549,26 +587,28 @@ def branch_and_bound(A, PA, lane, pstart, first, second, TA, tlane, cut, tstart,
                         continue
                     sub[p] = i
                     if mode == 1:
-                        sc = _leaf_score(O[d], P[d], m, A, -1, A, i, cls, W, Bf, lost, L, y, sub, k)
+                        sc = _leaf_score(O[d], P[d], m, A, -1, A, i, cls, W, Bf, lost, L, y, sub, k, comp)
                     elif mode == 2:
                         sub[p + 1] = second[q]
-                        sc = _leaf_score(O[d], P[d], m, A, -1, PA, q + lane, cls, W, Bf, lost, L, y, sub, k)
+                        sc = _leaf_score(O[d], P[d], m, A, -1, PA, q + lane, cls, W, Bf, lost, L, y, sub, k, comp)
                     elif mode == 3:
                         sub[p + 1] = tmid[q]
                         sub[p + 2] = tlast[q]
-                        sc = _leaf_score(O[d], P[d], m, A, -1, TA, q + tlane, cls, W, Bf, lost, L, y, sub, k)
+                        sc = _leaf_score(O[d], P[d], m, A, -1, TA, q + tlane, cls, W, Bf, lost, L, y, sub, k, comp)
                     elif mode == 4:
                         sub[p + 1] = first[q]
                         sub[p + 2] = second[q]
-                        sc = _leaf_score(O[d], P[d], m, A, i, PA, q + lane, cls, W, Bf, lost, L, y, sub, k)
+                        sc = _leaf_score(O[d], P[d], m, A, i, PA, q + lane, cls, W, Bf, lost, L, y, sub, k, comp)
                     else:
                         sub[p + 1] = tfirst[q]
                         sub[p + 2] = tmid[q]
                         sub[p + 3] = tlast[q]
-                        sc = _leaf_score(O[d], P[d], m, A, i, TA, q + tlane, cls, W, Bf, lost, L, y, sub, k)
+                        sc = _leaf_score(O[d], P[d], m, A, i, TA, q + tlane, cls, W, Bf, lost, L, y, sub, k, comp)
                     sc += base
                     if sc > best:
-                        best = sc
+                        # complement search: a later set with the same score wins the tie
+                        best = sc - 1 if comp else sc
+                        found_sc = sc
                         found = True
                         for t in range(k):
                             best_subset[t] = sub[t]
@@ -609,4 +649,4 @@ def branch_and_bound(A, PA, lane, pstart, first, second, TA, tlane, cut, tstart,
         mm[d] = m2
         bb[d] = base + sure_w
         fresh = True
-    return found, best, nodes
+    return found, found_sc, nodes
