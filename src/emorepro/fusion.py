@@ -13,9 +13,8 @@ Reference semantics (what every function here reproduces bit for bit)
   ``np.argmax(logits[list(sorted_subset)].sum(axis=0), axis=1)``; numpy sums along axis
   0 sequentially in index order (pairwise summation only happens when a trial is a
   single number, where argmax is trivially 0), so the reference sums are the float64
-  sums in increasing trial order.  The search reproduces them: the float64 kernels add
-  trials in that order, the float32 fast path only decides outside a proven error band
-  and recomputes the reference sums inside it.
+  sums in increasing trial order.  The search reproduces them: its int16 kernels only
+  decide outside a proven error band and recompute the reference sums inside it.
 * Ties between classes go to the lowest class index (``np.argmax``).
 * UAR = mean over the classes present in ``labels`` of ``correct_c / n_c``
   (``sklearn.metrics.recall_score(average="macro", labels=np.unique(labels))``);
@@ -36,7 +35,8 @@ remaining per-trial margins and at worst by the ``r`` smallest, so each utteranc
 node's list, and ``sure + open`` weight bounds every completion.  A node that cannot
 beat the incumbent is pruned (a later node in lexicographic order needs a strictly
 better score, which implements the subset tie rule).  The last three levels are scored
-in one vectorised pass per node (every child x every pair of later trials), and the
+in one vectorised pass per node (every child x every triple of later trials), sizes
+above ``n / 2`` search the complement of the subset (same tree, fewer levels), and the
 incumbents come from a beam search, so almost every leaf is dropped on its not-wrong
 count alone.  The work is split into subtrees run on threads (the kernels release the
 GIL).

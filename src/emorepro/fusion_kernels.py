@@ -63,6 +63,9 @@ _QMAX = 32767
 # Largest tolerated rounding band (units of a): scales are reduced to keep Bf small.
 _EMAX = 1000.0
 _BIG = np.int16(32767)
+# Nodes five picks from the leaves with at most this many children are scored by passes
+# (one per child) instead of being expanded: the bound pass is not worth it there.
+FUSE5 = 5
 
 
 @numba.njit(cache=True, nogil=True)
@@ -339,10 +342,11 @@ def _count(Od, Pd, m, cls, T, lost, NL, b0, tmp):
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_child_lanes(Od, Pd, m, cls, A, PA, i_lo, i_hi, qb, lost, NL3, tmp):
+def _count_child_lanes(Od, Pd, m, cls, A, PA, i_lo, i_hi, qb, lost, NL3, tmp, col):
     """NL3[c, i, q] for children i_lo <= i < i_hi and lanes q >= qb[i] (of the pair or
     triple table PA): number of class-c list members with
-    ``min_j(P + A[u, j, i] + PA[u, j, q]) > lost``."""
+    ``min_j(P + A[u, j, col] + A[u, j, i] + PA[u, j, q]) > lost`` (no ``col`` term if
+    ``col < 0``)."""
     J, NP = PA.shape[1], PA.shape[2]
     for i in range(i_lo, i_hi):
         NL3[:, i, qb[i]:NP] = 0
@@ -353,10 +357,17 @@ def _count_child_lanes(Od, Pd, m, cls, A, PA, i_lo, i_hi, qb, lost, NL3, tmp):
             a0 = PA[u, 0]
             a1 = PA[u, 1]
             a2 = PA[u, 2]
+            P0 = Pd[o, 0]
+            P1 = Pd[o, 1]
+            P2 = Pd[o, 2]
+            if col >= 0:
+                P0 += A[u, 0, col]
+                P1 += A[u, 1, col]
+                P2 += A[u, 2, col]
             for i in range(i_lo, i_hi):
-                p0 = np.int16(Pd[o, 0] + A[u, 0, i])
-                p1 = np.int16(Pd[o, 1] + A[u, 1, i])
-                p2 = np.int16(Pd[o, 2] + A[u, 2, i])
+                p0 = np.int16(P0 + A[u, 0, i])
+                p1 = np.int16(P1 + A[u, 1, i])
+                p2 = np.int16(P2 + A[u, 2, i])
                 row = rows[i]
                 for q in range(np.uint64(qb[i]), np.uint64(NP)):
                     x = min(min(np.int16(p0 + a0[q]), np.int16(p1 + a1[q])), np.int16(p2 + a2[q]))
@@ -366,7 +377,7 @@ def _count_child_lanes(Od, Pd, m, cls, A, PA, i_lo, i_hi, qb, lost, NL3, tmp):
                 b0 = qb[i]
                 tmp[b0:NP] = _BIG
                 for j in range(J):
-                    pj = np.int16(Pd[o, j] + A[u, j, i])
+                    pj = np.int16(Pd[o, j] + A[u, j, i] + (A[u, j, col] if col >= 0 else 0))
                     aj = PA[u, j]
                     for q in range(np.uint64(b0), np.uint64(NP)):
                         tmp[q] = min(tmp[q], np.int16(pj + aj[q]))
@@ -450,9 +461,9 @@ def _correct_reference(L, y, sub, p, u, comp):
 
 
 @numba.njit(cache=True, nogil=True)
-def _leaf_score(Od, Pd, m, A, col, T, q, cls, W, Bf, lost, L, y, sub, k, comp):
+def _leaf_score(Od, Pd, m, A, col, col2, T, q, cls, W, Bf, lost, L, y, sub, k, comp):
     """Exact score (without the node's sure weight) of the leaf ``sub[:k]``: list Od/Pd plus
-    column ``col`` of A (if >= 0) plus lane ``q`` of T."""
+    columns ``col`` and ``col2`` of A (those >= 0) plus lane ``q`` of T."""
     J = A.shape[1]
     sc = 0
     for o in range(m):
@@ -462,6 +473,8 @@ def _leaf_score(Od, Pd, m, A, col, T, q, cls, W, Bf, lost, L, y, sub, k, comp):
             x = np.int64(Pd[o, j]) + T[u, j, q]
             if col >= 0:
                 x += A[u, j, col]
+            if col2 >= 0:
+                x += A[u, j, col2]
             v = min(v, x)
         if v >= Bf:
             sc += W[cls[u]]
@@ -542,76 +555,87 @@ def branch_and_bound(A, PA, lane, pstart, first, second, TA, tlane, cut, tstart,
         base = bb[d]
         i_lo = sub[p - 1] + 1 if p > 0 else 0
         i_hi = n - r + 1
-        if r <= 3 or (r == 4 and i_lo + 1 >= cut):
-            # Score every leaf below this node in one pass over its list.  Lanes: single
+        if r <= 3 or (r == 4 and i_lo + 1 >= cut) or (r == 5 and i_lo + 2 >= cut and i_hi - i_lo <= FUSE5):
+            # Score every leaf below this node in passes over its list.  Lanes: single
             # trials (r = 1), pairs (r = 2), child x pair or triples (r = 3), child x triple
-            # (r = 4).
-            if r == 1:
-                _count(O[d], P[d], m, cls, A, lost, NL, (i_lo // LANE) * LANE, tmp)
-            elif r == 2:
-                _count(O[d], P[d], m, cls, PA, lost, NL, ((pstart[i_lo] + lane) // LANE) * LANE, tmp)
-            elif r == 3:
-                if i_lo < cut:
-                    _count_child_lanes(O[d], P[d], m, cls, A, PA, i_lo, min(i_hi, cut), qb, lost, NLc, tmp)
-                if max(i_lo, cut) < i_hi:
-                    _count(O[d], P[d], m, cls, TA, lost, NL, ((tstart[max(i_lo, cut)] + tlane) // LANE) * LANE, tmp)
-            else:
-                _count_child_lanes(O[d], P[d], m, cls, A, TA, i_lo, i_hi, tb, lost, NLc, tmp)
-            for i in range(i_lo, i_hi):
-                # leaves below child i: lanes qa..qz-1 of kind `mode`
-                if r == 1:
-                    mode, qa, qz = 1, i, i + 1
-                elif r == 2:
-                    mode, qa, qz = 2, pstart[i], pstart[i + 1]
-                elif r == 3 and i >= cut:
-                    mode, qa, qz = 3, tstart[i], tstart[i + 1]
-                elif r == 3:
-                    mode, qa, qz = 4, pstart[i + 1], n_pairs
+            # (r = 4); r = 5 makes one child x triple pass per child g (column g added).
+            g_lo, g_hi = (i_lo, i_hi) if r == 5 else (-1, 0)
+            for g in range(g_lo, g_hi):
+                if g >= 0:
+                    sub[p] = g
+                    pp, rr, lo_, hi_ = p + 1, r - 1, g + 1, i_hi + 1
                 else:
-                    mode, qa, qz = 5, tstart[i + 1], n_tri
-                for q in range(qa, qz):
-                    nodes += 1
-                    hi = base
-                    for c in range(C):
-                        if mode == 1:
-                            hi += W[c] * NL[c, q]
-                        elif mode == 2:
-                            hi += W[c] * NL[c, q + lane]
-                        elif mode == 3:
-                            hi += W[c] * NL[c, q + tlane]
-                        elif mode == 4:
-                            hi += W[c] * NLc[c, i, q + lane]
-                        else:
-                            hi += W[c] * NLc[c, i, q + tlane]
-                    if hi <= best:
-                        continue
-                    sub[p] = i
-                    if mode == 1:
-                        sc = _leaf_score(O[d], P[d], m, A, -1, A, i, cls, W, Bf, lost, L, y, sub, k, comp)
-                    elif mode == 2:
-                        sub[p + 1] = second[q]
-                        sc = _leaf_score(O[d], P[d], m, A, -1, PA, q + lane, cls, W, Bf, lost, L, y, sub, k, comp)
-                    elif mode == 3:
-                        sub[p + 1] = tmid[q]
-                        sub[p + 2] = tlast[q]
-                        sc = _leaf_score(O[d], P[d], m, A, -1, TA, q + tlane, cls, W, Bf, lost, L, y, sub, k, comp)
-                    elif mode == 4:
-                        sub[p + 1] = first[q]
-                        sub[p + 2] = second[q]
-                        sc = _leaf_score(O[d], P[d], m, A, i, PA, q + lane, cls, W, Bf, lost, L, y, sub, k, comp)
+                    pp, rr, lo_, hi_ = p, r, i_lo, i_hi
+                if rr == 1:
+                    _count(O[d], P[d], m, cls, A, lost, NL, (lo_ // LANE) * LANE, tmp)
+                elif rr == 2:
+                    _count(O[d], P[d], m, cls, PA, lost, NL, ((pstart[lo_] + lane) // LANE) * LANE, tmp)
+                elif rr == 3:
+                    if lo_ < cut:
+                        _count_child_lanes(O[d], P[d], m, cls, A, PA, lo_, min(hi_, cut), qb, lost, NLc, tmp, -1)
+                    if max(lo_, cut) < hi_:
+                        _count(O[d], P[d], m, cls, TA, lost, NL, ((tstart[max(lo_, cut)] + tlane) // LANE) * LANE, tmp)
+                else:
+                    _count_child_lanes(O[d], P[d], m, cls, A, TA, lo_, hi_, tb, lost, NLc, tmp, g)
+                for i in range(lo_, hi_):
+                    # leaves below child i: lanes qa..qz-1 of kind `mode`
+                    if rr == 1:
+                        mode, qa, qz = 1, i, i + 1
+                    elif rr == 2:
+                        mode, qa, qz = 2, pstart[i], pstart[i + 1]
+                    elif rr == 3 and i >= cut:
+                        mode, qa, qz = 3, tstart[i], tstart[i + 1]
+                    elif rr == 3:
+                        mode, qa, qz = 4, pstart[i + 1], n_pairs
                     else:
-                        sub[p + 1] = tfirst[q]
-                        sub[p + 2] = tmid[q]
-                        sub[p + 3] = tlast[q]
-                        sc = _leaf_score(O[d], P[d], m, A, i, TA, q + tlane, cls, W, Bf, lost, L, y, sub, k, comp)
-                    sc += base
-                    if sc > best:
-                        # complement search: a later set with the same score wins the tie
-                        best = sc - 1 if comp else sc
-                        found_sc = sc
-                        found = True
-                        for t in range(k):
-                            best_subset[t] = sub[t]
+                        mode, qa, qz = 5, tstart[i + 1], n_tri
+                    for q in range(qa, qz):
+                        nodes += 1
+                        hi = base
+                        for c in range(C):
+                            if mode == 1:
+                                hi += W[c] * NL[c, q]
+                            elif mode == 2:
+                                hi += W[c] * NL[c, q + lane]
+                            elif mode == 3:
+                                hi += W[c] * NL[c, q + tlane]
+                            elif mode == 4:
+                                hi += W[c] * NLc[c, i, q + lane]
+                            else:
+                                hi += W[c] * NLc[c, i, q + tlane]
+                        if hi <= best:
+                            continue
+                        sub[pp] = i
+                        if mode == 1:
+                            sc = _leaf_score(O[d], P[d], m, A, -1, -1, A, i, cls, W, Bf, lost, L, y, sub, k, comp)
+                        elif mode == 2:
+                            sub[pp + 1] = second[q]
+                            sc = _leaf_score(O[d], P[d], m, A, -1, -1, PA, q + lane, cls,
+                                                  W, Bf, lost, L, y, sub, k, comp)
+                        elif mode == 3:
+                            sub[pp + 1] = tmid[q]
+                            sub[pp + 2] = tlast[q]
+                            sc = _leaf_score(O[d], P[d], m, A, -1, -1, TA, q + tlane, cls,
+                                                  W, Bf, lost, L, y, sub, k, comp)
+                        elif mode == 4:
+                            sub[pp + 1] = first[q]
+                            sub[pp + 2] = second[q]
+                            sc = _leaf_score(O[d], P[d], m, A, i, -1, PA, q + lane, cls,
+                                                  W, Bf, lost, L, y, sub, k, comp)
+                        else:
+                            sub[pp + 1] = tfirst[q]
+                            sub[pp + 2] = tmid[q]
+                            sub[pp + 3] = tlast[q]
+                            sc = _leaf_score(O[d], P[d], m, A, i, g, TA, q + tlane, cls,
+                                                  W, Bf, lost, L, y, sub, k, comp)
+                        sc += base
+                        if sc > best:
+                            # complement search: a later set with the same score wins the tie
+                            best = sc - 1 if comp else sc
+                            found_sc = sc
+                            found = True
+                            for t in range(k):
+                                best_subset[t] = sub[t]
             d -= 1
             fresh = False
             continue
