@@ -565,8 +565,9 @@ def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads
         out[k] = res
     if _stats is not None:
         t = tables[False]
-        _stats.update(open_utts=t.U, base=t.base, band=t.Bf, triple_cut=t.cut, heuristic_seconds=t_heur, tables_seconds=t_tables,
-                      total_seconds=time.perf_counter() - t_start, table_bytes=sum(x.nbytes for x in tables.values()),
+        _stats.update(open_utts=t.U, base=t.base, band=t.Bf, triple_cut=t.cut, heuristic_seconds=t_heur,
+                      tables_seconds=t_tables, total_seconds=time.perf_counter() - t_start,
+                      table_bytes=sum(x.nbytes for x in tables.values()) - (len(tables) - 1) * t.L.nbytes,
                       heuristic={k: heur[k] for k in ks})
     return out
 
