@@ -71,10 +71,12 @@ KERNEL_PATHS = {
     "vector": {"_margin_rows": 3},
     # four rows take the loops for any number of classes
     "generic-J": {"_margin_rows": 4},
-    # no triple table: leaves three picks away go child x pair, four picks away expand
-    "pairs-only": {"_triple_cut": 10**6},
-    # triples only from trial 3 on: both leaf paths in one node
-    "mixed": {"_triple_cut": 3},
+    # no triple or quadruple table: leaves three picks away go child x pair, four expand
+    "pairs-only": {"_triple_cut": 10**6, "_quad_cut": 10**6},
+    # no quadruple table: four picks away go child x triple
+    "no-quads": {"_quad_cut": 10**6},
+    # triples from trial 3 on, quadruples from trial 5 on: every leaf path in one node
+    "mixed": {"_triple_cut": 3, "_quad_cut": 5},
     # every size searched through its complement (by default only sizes above n/2)
     "complement": {"_complement": True},
     "direct": {"_complement": False},

@@ -437,7 +437,8 @@ class _ThreadScratch(threading.local):
 
 
 def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads: int | None = None,
-                 _margin_rows: int = 3, _triple_cut: int | None = None, _complement: bool | None = None,
+                 _margin_rows: int = 3, _triple_cut: int | None = None, _quad_cut: int | None = None,
+                 _complement: bool | None = None,
                  _stats: dict | None = None) -> dict[int, FusionResult]:
     """Exact best-UAR subset of trials for every requested size ``k``.
 
@@ -487,10 +488,10 @@ def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads
     t0 = time.perf_counter()
     kmax_direct = max([k for k in ks if not comp[k]] or [1])
     kmax_comp = max([n - k for k in ks if comp[k]] or [0])
-    tables = {False: FK.build_tables(logits, labels, scorer.class_weight, kmax_direct, _margin_rows,
-                                     triple_cut=_triple_cut)}
+    cuts = dict(triple_cut=_triple_cut, quad_cut=_quad_cut)
+    tables = {False: FK.build_tables(logits, labels, scorer.class_weight, kmax_direct, _margin_rows, **cuts)}
     if kmax_comp:
-        tables[True] = FK.complement_tables(tables[False], kmax_comp, triple_cut=_triple_cut)
+        tables[True] = FK.complement_tables(tables[False], kmax_comp, **cuts)
     t_tables = time.perf_counter() - t0
     setup = (t_heur + t_tables) / len(ks)
     depth = max(kmax_direct, kmax_comp)
@@ -529,8 +530,8 @@ def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads
         size = n - k if comp[k] else k
         best_set = np.zeros(size, np.int64)
         found, best, nn = FK.branch_and_bound(
-            t.A, t.PA, t.lane, t.pstart, t.first, t.second, t.TA, t.tlane, t.cut, t.tstart, t.tfirst, t.tmid,
-            t.tlast, t.QHI, t.QLO, t.L, t.y, t.W, t.Bf, t.Ptot, t.complement, k, size,
+            t.A, t.PA, t.lane, t.pstart, t.first, t.second, t.TA, t.tlane, t.cut, t.tstart, t.tri, t.QA, t.qlane,
+            t.cut4, t.qstart, t.quad, t.QHI, t.QLO, t.L, t.y, t.W, t.Bf, t.Ptot, t.complement, k, size,
             np.array(pre, np.int64), thr, t.base, *local.scratch.arrays, best_set)
         dt = time.thread_time() - t_cpu
         with lock:

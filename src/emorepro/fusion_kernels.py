@@ -164,9 +164,12 @@ class Tables:
     tlane: int
     cut: int  # triples only for trials >= cut (memory budget); children below use pairs
     tstart: np.ndarray  # (n+1,) first triple whose smallest trial is >= i (for i >= cut)
-    tfirst: np.ndarray  # (n_triples,) smallest trial of triple t
-    tmid: np.ndarray  # (n_triples,) middle trial of triple t
-    tlast: np.ndarray  # (n_triples,) largest trial of triple t
+    tri: np.ndarray  # (n_triples, 3) the triples, lexicographic
+    QA: np.ndarray  # (U, J3, NQ) int16: quadruple sums over trials >= cut4, at lane q + qlane
+    qlane: int
+    cut4: int
+    qstart: np.ndarray  # (n+1,) first quadruple whose smallest trial is >= i (for i >= cut4)
+    quad: np.ndarray  # (n_quads, 4) the quadruples, lexicographic
     QHI: np.ndarray  # (kmax, U, J3, NW) int16
     QLO: np.ndarray
     L: np.ndarray  # (U, n, C) float64 logits (reference re-scoring)
@@ -184,19 +187,21 @@ class Tables:
 
     @property
     def nbytes(self) -> int:
-        return sum(x.nbytes for x in (self.A, self.PA, self.TA, self.QHI, self.QLO, self.L))
+        return sum(x.nbytes for x in (self.A, self.PA, self.TA, self.QA, self.QHI, self.QLO, self.L))
 
 
 def build_tables(logits: np.ndarray, labels: np.ndarray, class_weight: np.ndarray, kmax: int,
-                 min_rows: int = 3, triple_bytes: int = 256 * 2**20, triple_cut: int | None = None) -> Tables:
+                 min_rows: int = 3, triple_bytes: int = 256 * 2**20, triple_cut: int | None = None,
+                 quad_bytes: int = 64 * 2**20, quad_cut: int | None = None) -> Tables:
     """Quantise the margins, drop the utterances decided for every subset, build the tables.
 
     logits: (n, N, C) float64, finite; labels: (N,) int64; class_weight: (C,) int64.
     ``min_rows``: margin rows are padded (repeating row 0) to at least this many; 3 is
     the vectorised path, more forces the generic-J loops (tests).  ``triple_bytes`` caps
     the triple table: triples are tabulated for the largest trial range ``cut..n-1`` that
-    fits (all of them for 30 trials x 5,531 utterances: 82 MB); ``triple_cut`` sets ``cut``
-    directly (tests).
+    fits (all of them for 30 trials x 5,531 utterances: 82 MB); ``quad_bytes`` likewise caps
+    the table of quadruples (trials 13..29 of 30: 49 MB); ``triple_cut`` and ``quad_cut``
+    set the cuts directly (tests).
     """
     n, N, C = logits.shape
     J = C - 1
@@ -235,14 +240,15 @@ def build_tables(logits: np.ndarray, labels: np.ndarray, class_weight: np.ndarra
     A = np.zeros((U, J3, NW), np.int16)
     A[:, :, :n] = Aq.transpose(1, 2, 0)
     return Tables(
-        **_lane_tables(A, n, kmax, triple_bytes, triple_cut),
+        **_lane_tables(A, n, kmax, triple_bytes, triple_cut, quad_bytes, quad_cut),
         L=np.ascontiguousarray(logits[:, open_, :].transpose(1, 0, 2)), y=labels[open_].astype(np.int64),
         W=np.asarray(class_weight, np.int64), Bf=Bf, base=int(class_weight[labels[always]].sum()), n=n,
         Ptot=np.zeros((U, J3), np.int16), complement=False,
     )
 
 
-def complement_tables(t: Tables, kmax: int, triple_bytes: int = 256 * 2**20, triple_cut: int | None = None) -> Tables:
+def complement_tables(t: Tables, kmax: int, triple_bytes: int = 256 * 2**20, triple_cut: int | None = None,
+                      quad_bytes: int = 64 * 2**20, quad_cut: int | None = None) -> Tables:
     """Tables of the search over complements: a subset ``S`` of size ``k`` is the complement
     of a set ``T`` of size ``n - k``, and ``sum_S a = sum_all a - sum_T a``, so the same
     search over ``T`` runs on ``-a`` from the root partial sums ``sum_all a``.  Cheaper for
@@ -253,39 +259,39 @@ def complement_tables(t: Tables, kmax: int, triple_bytes: int = 256 * 2**20, tri
     neg = np.zeros_like(t.A)
     neg[:, :, :n] = -t.A[:, :, :n]
     fields = {f: getattr(t, f) for f in ("L", "y", "W", "Bf", "base", "n")}
-    return Tables(**_lane_tables(neg, n, kmax, triple_bytes, triple_cut), **fields,
+    return Tables(**_lane_tables(neg, n, kmax, triple_bytes, triple_cut, quad_bytes, quad_cut), **fields,
                   Ptot=t.A[:, :, :n].sum(axis=2, dtype=np.int64).astype(np.int16), complement=True)
 
 
-def _lane_tables(A, n, kmax, triple_bytes, triple_cut) -> dict:
-    """Pair and triple sums and the bound tables of the quantised margins A (U, J3, NW)."""
+def _set_table(A, n, size, max_bytes, cut):
+    """Sums of A over every ``size``-set of trials >= cut (lexicographic), at the end of
+    the lanes; ``cut`` defaults to the smallest that keeps the table within max_bytes."""
     U, J3, _ = A.shape
-    first, second = np.triu_indices(n, 1)
-    n_pairs = len(first)
-    NP = max(LANE, -(-n_pairs // LANE) * LANE)
-    lane = NP - n_pairs
-    PA = np.zeros((U, J3, NP), np.int16)
-    _sum_table(A, np.stack([first, second], axis=1).astype(np.int64), PA, lane)
-    pstart = np.searchsorted(first, np.arange(n + 1)).astype(np.int64)
-    # Triples (i, a, b), i >= cut, in lexicographic order; the pass of a node with three
-    # picks left then reads one contiguous run of lanes for its children >= cut.
-    per_triple = max(U, 1) * J3 * 2
-    cut = 0
-    while cut < n and math.comb(n - cut, 3) * per_triple > triple_bytes:
-        cut += 1
-    if triple_cut is not None:
-        cut = min(max(int(triple_cut), 0), n)
-    tri = np.array(list(itertools.combinations(range(cut, n), 3)), np.int64).reshape(-1, 3)
-    n_tri = len(tri)
-    NT = max(LANE, -(-n_tri // LANE) * LANE)
-    tlane = NT - n_tri
-    TA = np.zeros((U, J3, NT), np.int16)
-    _sum_table(A, tri, TA, tlane)
-    tstart = np.searchsorted(tri[:, 0], np.arange(n + 1)).astype(np.int64)
+    if cut is None:
+        cut = 0
+        while cut < n and math.comb(n - cut, size) * max(U, 1) * J3 * 2 > max_bytes:
+            cut += 1
+    cut = min(max(int(cut), 0), n)
+    sets = np.array(list(itertools.combinations(range(cut, n), size)), np.int64).reshape(-1, size)
+    width = max(LANE, -(-len(sets) // LANE) * LANE)
+    table = np.zeros((U, J3, width), np.int16)
+    offset = width - len(sets)
+    _sum_table(A, sets, table, offset)
+    start = np.searchsorted(sets[:, 0], np.arange(n + 1)).astype(np.int64)
+    return table, offset, cut, start, sets
+
+
+def _lane_tables(A, n, kmax, triple_bytes, triple_cut, quad_bytes, quad_cut) -> dict:
+    """Pair, triple and quadruple sums and the bound tables of the quantised margins A."""
+    PA, lane, _, pstart, pairs = _set_table(A, n, 2, np.inf, 0)
+    # The leaves of a node k - 3 (k - 4) deep whose children are >= cut (cut4) are one
+    # contiguous run of triple (quadruple) lanes.
+    TA, tlane, cut, tstart, tri = _set_table(A, n, 3, triple_bytes, triple_cut)
+    QA, qlane, cut4, qstart, quad = _set_table(A, n, 4, quad_bytes, quad_cut)
     QHI, QLO = _suffix_bound_tables(A, n, kmax)
-    return dict(A=A, PA=PA, lane=int(lane), pstart=pstart, first=first.astype(np.int64),
-                second=second.astype(np.int64), TA=TA, tlane=int(tlane), cut=int(cut), tstart=tstart,
-                tfirst=tri[:, 0].copy(), tmid=tri[:, 1].copy(), tlast=tri[:, 2].copy(), QHI=QHI, QLO=QLO)
+    return dict(A=A, PA=PA, lane=int(lane), pstart=pstart, first=pairs[:, 0].copy(), second=pairs[:, 1].copy(),
+                TA=TA, tlane=int(tlane), cut=int(cut), tstart=tstart, tri=tri, QA=QA, qlane=int(qlane),
+                cut4=int(cut4), qstart=qstart, quad=quad, QHI=QHI, QLO=QLO)
 
 
 class Scratch:
@@ -295,7 +301,7 @@ class Scratch:
         U, J3, NW = t.A.shape
         C = t.W.shape[0]
         NP = t.PA.shape[2]
-        NT = t.TA.shape[2]
+        NT = max(t.TA.shape[2], t.QA.shape[2])
         cnt = np.int16 if U < _QMAX else np.int32  # per-class counts of list members
         d = kmax + 1
         self.key = (id(t), kmax)
@@ -324,9 +330,10 @@ class Scratch:
 # Passes over a list (vectorised over the lanes: children or pairs)
 # --------------------------------------------------------------------------------------
 @numba.njit(cache=True, nogil=True)
-def _count(Od, Pd, m, cls, T, lost, NL, b0, tmp):
+def _count(Od, Pd, m, cls, T, lost, NL, b0, tmp, A, col):
     """NL[c, q] for lanes q >= b0: number of class-c list members with
-    ``min_j(P[o, j] + T[u, j, q]) > lost`` (not wrong in leaf q)."""
+    ``min_j(P[o, j] + A[u, j, col] + T[u, j, q]) > lost`` (not wrong in leaf q; no ``col``
+    term if ``col < 0``)."""
     J, NW = T.shape[1], T.shape[2]
     NL[:, b0:NW] = 0
     for o in range(m):
@@ -336,6 +343,10 @@ def _count(Od, Pd, m, cls, T, lost, NL, b0, tmp):
             p0 = Pd[o, 0]
             p1 = Pd[o, 1]
             p2 = Pd[o, 2]
+            if col >= 0:
+                p0 = np.int16(p0 + A[u, 0, col])
+                p1 = np.int16(p1 + A[u, 1, col])
+                p2 = np.int16(p2 + A[u, 2, col])
             a0 = T[u, 0]
             a1 = T[u, 1]
             a2 = T[u, 2]
@@ -346,7 +357,7 @@ def _count(Od, Pd, m, cls, T, lost, NL, b0, tmp):
         else:
             tmp[b0:NW] = _BIG
             for j in range(J):
-                pj = Pd[o, j]
+                pj = np.int16(Pd[o, j] + (A[u, j, col] if col >= 0 else 0))
                 aj = T[u, j]
                 for q in range(np.uint64(b0), np.uint64(NW)):
                     tmp[q] = min(tmp[q], np.int16(pj + aj[q]))
@@ -500,8 +511,8 @@ def _leaf_score(Od, Pd, m, A, col, col2, T, q, cls, W, Bf, lost, L, y, sub, k, c
 # The search
 # --------------------------------------------------------------------------------------
 @numba.njit(cache=True, nogil=True)
-def branch_and_bound(A, PA, lane, pstart, first, second, TA, tlane, cut, tstart, tfirst, tmid, tlast, QHI, QLO, L,
-                     y, W, Bf, Ptot, comp, kband, k, prefix, thr, base0,
+def branch_and_bound(A, PA, lane, pstart, first, second, TA, tlane, cut, tstart, tri, QA, qlane, cut4, qstart, quad,
+                     QHI, QLO, L, y, W, Bf, Ptot, comp, kband, k, prefix, thr, base0,
                      O, P, SU, OP, CL, CN, f, NL, NLc, qb, tb, tmp, tmp2, cur, mm, bb, sub, best_subset):
     """Best set of size ``k`` among those starting with ``prefix`` (sorted, len < k).
 
@@ -521,7 +532,7 @@ def branch_and_bound(A, PA, lane, pstart, first, second, TA, tlane, cut, tstart,
     p0 = prefix.shape[0]
     for t in range(p0):
         sub[t] = prefix[t]
-    n_tri = tstart[n]
+    n_tri = tri.shape[0]
     for i in range(n):
         qb[i] = ((pstart[i + 1] + lane) // LANE) * LANE
         tb[i] = ((tstart[min(max(i + 1, cut), n)] + tlane) // LANE) * LANE
@@ -580,16 +591,21 @@ def branch_and_bound(A, PA, lane, pstart, first, second, TA, tlane, cut, tstart,
                 else:
                     pp, rr, lo_, hi_ = p, r, i_lo, i_hi
                 if rr == 1:
-                    _count(O[d], P[d], m, cls, A, lost, NL, (lo_ // LANE) * LANE, tmp)
+                    _count(O[d], P[d], m, cls, A, lost, NL, (lo_ // LANE) * LANE, tmp, A, -1)
                 elif rr == 2:
-                    _count(O[d], P[d], m, cls, PA, lost, NL, ((pstart[lo_] + lane) // LANE) * LANE, tmp)
+                    _count(O[d], P[d], m, cls, PA, lost, NL, ((pstart[lo_] + lane) // LANE) * LANE, tmp, A, -1)
                 elif rr == 3:
                     if lo_ < cut:
                         _count_child_lanes(O[d], P[d], m, cls, A, PA, lo_, min(hi_, cut), qb, lost, NLc, tmp, -1)
                     if max(lo_, cut) < hi_:
-                        _count(O[d], P[d], m, cls, TA, lost, NL, ((tstart[max(lo_, cut)] + tlane) // LANE) * LANE, tmp)
+                        b0 = ((tstart[max(lo_, cut)] + tlane) // LANE) * LANE
+                        _count(O[d], P[d], m, cls, TA, lost, NL, b0, tmp, A, -1)
                 else:
-                    _count_child_lanes(O[d], P[d], m, cls, A, TA, lo_, hi_, tb, lost, NLc, tmp, g)
+                    if lo_ < cut4:
+                        _count_child_lanes(O[d], P[d], m, cls, A, TA, lo_, min(hi_, cut4), tb, lost, NLc, tmp, g)
+                    if max(lo_, cut4) < hi_:
+                        b0 = ((qstart[max(lo_, cut4)] + qlane) // LANE) * LANE
+                        _count(O[d], P[d], m, cls, QA, lost, NL, b0, tmp, A, g)
                 for i in range(lo_, hi_):
                     # leaves below child i: lanes qa..qz-1 of kind `mode`
                     if rr == 1:
@@ -600,8 +616,10 @@ def branch_and_bound(A, PA, lane, pstart, first, second, TA, tlane, cut, tstart,
                         mode, qa, qz = 3, tstart[i], tstart[i + 1]
                     elif rr == 3:
                         mode, qa, qz = 4, pstart[i + 1], n_pairs
-                    else:
+                    elif i < cut4:
                         mode, qa, qz = 5, tstart[i + 1], n_tri
+                    else:
+                        mode, qa, qz = 6, qstart[i], qstart[i + 1]
                     for q in range(qa, qz):
                         nodes += 1
                         hi = base
@@ -614,8 +632,10 @@ def branch_and_bound(A, PA, lane, pstart, first, second, TA, tlane, cut, tstart,
                                 hi += W[c] * NL[c, q + tlane]
                             elif mode == 4:
                                 hi += W[c] * NLc[c, i, q + lane]
-                            else:
+                            elif mode == 5:
                                 hi += W[c] * NLc[c, i, q + tlane]
+                            else:
+                                hi += W[c] * NL[c, q + qlane]
                         if hi <= best:
                             continue
                         sub[pp] = i
@@ -624,23 +644,29 @@ def branch_and_bound(A, PA, lane, pstart, first, second, TA, tlane, cut, tstart,
                         elif mode == 2:
                             sub[pp + 1] = second[q]
                             sc = _leaf_score(O[d], P[d], m, A, -1, -1, PA, q + lane, cls,
-                                                  W, Bf, lost, L, y, sub, k, comp)
+                                             W, Bf, lost, L, y, sub, k, comp)
                         elif mode == 3:
-                            sub[pp + 1] = tmid[q]
-                            sub[pp + 2] = tlast[q]
+                            sub[pp + 1] = tri[q, 1]
+                            sub[pp + 2] = tri[q, 2]
                             sc = _leaf_score(O[d], P[d], m, A, -1, -1, TA, q + tlane, cls,
-                                                  W, Bf, lost, L, y, sub, k, comp)
+                                             W, Bf, lost, L, y, sub, k, comp)
                         elif mode == 4:
                             sub[pp + 1] = first[q]
                             sub[pp + 2] = second[q]
                             sc = _leaf_score(O[d], P[d], m, A, i, -1, PA, q + lane, cls,
-                                                  W, Bf, lost, L, y, sub, k, comp)
-                        else:
-                            sub[pp + 1] = tfirst[q]
-                            sub[pp + 2] = tmid[q]
-                            sub[pp + 3] = tlast[q]
+                                             W, Bf, lost, L, y, sub, k, comp)
+                        elif mode == 5:
+                            sub[pp + 1] = tri[q, 0]
+                            sub[pp + 2] = tri[q, 1]
+                            sub[pp + 3] = tri[q, 2]
                             sc = _leaf_score(O[d], P[d], m, A, i, g, TA, q + tlane, cls,
-                                                  W, Bf, lost, L, y, sub, k, comp)
+                                             W, Bf, lost, L, y, sub, k, comp)
+                        else:
+                            sub[pp + 1] = quad[q, 1]
+                            sub[pp + 2] = quad[q, 2]
+                            sub[pp + 3] = quad[q, 3]
+                            sc = _leaf_score(O[d], P[d], m, A, g, -1, QA, q + qlane, cls,
+                                             W, Bf, lost, L, y, sub, k, comp)
                         sc += base
                         if sc > best:
                             # complement search: a later set with the same score wins the tie
