@@ -531,7 +531,7 @@ def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads
         best_set = np.zeros(size, np.int64)
         found, best, nn = FK.branch_and_bound(
             t.A, t.PA, t.lane, t.pstart, t.first, t.second, t.TA, t.tlane, t.cut, t.tstart, t.tri, t.QA, t.qlane,
-            t.cut4, t.qstart, t.quad, t.QHI, t.QLO, t.L, t.y, t.W, t.Bf, t.Ptot, t.complement, k, size,
+            t.cut4, t.qstart, t.quad, t.QB, t.L, t.y, t.W, t.Bf, t.Ptot, t.complement, k, size,
             np.array(pre, np.int64), thr, t.base, *local.scratch.arrays, best_set)
         dt = time.thread_time() - t_cpu
         with lock:

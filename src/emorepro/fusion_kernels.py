@@ -30,8 +30,8 @@ Search
 ------
 Depth-first over subsets in lexicographic order.  A node is a prefix (last trial ``t``)
 with ``r`` trials left to pick from ``t+1..n-1``; it holds the list of its *open*
-utterances and their partial sums ``P[o, j]``.  ``QHI[rr, u, j, i]`` is ``a[u, j, i]`` plus
-the sum of the ``rr`` largest ``a[u, j, i+1:]`` (``QLO``: smallest), so one vectorised pass
+utterances and their partial sums ``P[o, j]``.  ``QB[rr, u, 0, j, i]`` is ``a[u, j, i]`` plus
+the sum of the ``rr`` largest ``a[u, j, i+1:]`` (``QB[rr, u, 1]``: smallest), so one pass
 over the list gives, for every child ``i``, the utterances that are correct in every
 completion (*sure*), wrong in every completion (*lost*) or *open*: the child's bound is
 ``sure + open`` weight, and a child that cannot beat the incumbent is pruned (a later
@@ -76,6 +76,8 @@ _QMAX = 32767
 # Largest tolerated rounding band (units of a): scales are reduced to keep Bf small.
 _EMAX = 1000.0
 _BIG = np.int16(32767)
+# unsigned constant indices (see _count)
+_0, _1, _2 = np.uint64(0), np.uint64(1), np.uint64(2)
 # Nodes five picks from the leaves with at most this many children are scored by passes
 # (one per child) instead of being expanded: the bound pass is not worth it there.
 FUSE5 = 5
@@ -100,30 +102,29 @@ def argmax_is(v, yy):
 # --------------------------------------------------------------------------------------
 @numba.njit(cache=True, nogil=True)
 def _suffix_bound_tables(A, n, kmax):
-    """QHI/QLO[rr, u, j, i] = A[u, j, i] + sum of the rr largest/smallest A[u, j, i+1:n].
+    """QB[rr, u, 0 / 1, j, i] = A[u, j, i] + sum of the rr largest / smallest A[u, j, i+1:n].
 
     A: (U, J, NW) int16 (lanes >= n are padding).  Returns two (max(kmax, 1), U, J, NW)
     int16 arrays; entries with rr > n - 1 - i are unused.
     """
     U, J, NW = A.shape
     R = max(kmax, 1)
-    QHI = np.zeros((R, U, J, NW), np.int16)
-    QLO = np.zeros((R, U, J, NW), np.int16)
+    QB = np.zeros((R, U, 2, J, NW), np.int16)
     buf = np.empty(max(n, 1), np.int64)  # A[u, j, i+1:] sorted descending
     for u in range(U):
         for j in range(J):
             m = 0
             for i in range(n - 1, -1, -1):
                 x = np.int64(A[u, j, i])
-                QHI[0, u, j, i] = x
-                QLO[0, u, j, i] = x
+                QB[0, u, 0, j, i] = x
+                QB[0, u, 1, j, i] = x
                 hi = x
                 lo = x
                 for rr in range(1, min(m, R - 1) + 1):
                     hi += buf[rr - 1]
                     lo += buf[m - rr]
-                    QHI[rr, u, j, i] = hi
-                    QLO[rr, u, j, i] = lo
+                    QB[rr, u, 0, j, i] = hi
+                    QB[rr, u, 1, j, i] = lo
                 # insert A[u, j, i] for the next (smaller) i
                 p = m
                 while p > 0 and buf[p - 1] < x:
@@ -131,7 +132,7 @@ def _suffix_bound_tables(A, n, kmax):
                     p -= 1
                 buf[p] = x
                 m += 1
-    return QHI, QLO
+    return QB
 
 
 @numba.njit(cache=True, nogil=True)
@@ -170,8 +171,7 @@ class Tables:
     cut4: int
     qstart: np.ndarray  # (n+1,) first quadruple whose smallest trial is >= i (for i >= cut4)
     quad: np.ndarray  # (n_quads, 4) the quadruples, lexicographic
-    QHI: np.ndarray  # (kmax, U, J3, NW) int16
-    QLO: np.ndarray
+    QB: np.ndarray  # (kmax, U, 2, J3, NW) int16 bounds: [rr, u, 0] QHI, [rr, u, 1] QLO
     L: np.ndarray  # (U, n, C) float64 logits (reference re-scoring)
     y: np.ndarray  # (U,) labels
     W: np.ndarray  # (C,) int64 class weights of the integer UAR score
@@ -187,7 +187,7 @@ class Tables:
 
     @property
     def nbytes(self) -> int:
-        return sum(x.nbytes for x in (self.A, self.PA, self.TA, self.QA, self.QHI, self.QLO, self.L))
+        return sum(x.nbytes for x in (self.A, self.PA, self.TA, self.QA, self.QB, self.L))
 
 
 def build_tables(logits: np.ndarray, labels: np.ndarray, class_weight: np.ndarray, kmax: int,
@@ -288,10 +288,10 @@ def _lane_tables(A, n, kmax, triple_bytes, triple_cut, quad_bytes, quad_cut) -> 
     # contiguous run of triple (quadruple) lanes.
     TA, tlane, cut, tstart, tri = _set_table(A, n, 3, triple_bytes, triple_cut)
     QA, qlane, cut4, qstart, quad = _set_table(A, n, 4, quad_bytes, quad_cut)
-    QHI, QLO = _suffix_bound_tables(A, n, kmax)
+    QB = _suffix_bound_tables(A, n, kmax)
     return dict(A=A, PA=PA, lane=int(lane), pstart=pstart, first=pairs[:, 0].copy(), second=pairs[:, 1].copy(),
                 TA=TA, tlane=int(tlane), cut=int(cut), tstart=tstart, tri=tri, QA=QA, qlane=int(qlane),
-                cut4=int(cut4), qstart=qstart, quad=quad, QHI=QHI, QLO=QLO)
+                cut4=int(cut4), qstart=qstart, quad=quad, QB=QB)
 
 
 class Scratch:
@@ -337,8 +337,10 @@ def _count(Od, Pd, m, cls, T, lost, NL, b0, tmp, A, col):
     J, NW = T.shape[1], T.shape[2]
     NL[:, b0:NW] = 0
     for o in range(m):
-        u = Od[o]
-        row = NL[cls[u]]
+        # Unsigned indices and no per-utterance array views: numba then skips the
+        # negative-index test and the view set-up, and the lane loop vectorises.
+        u = np.uint64(Od[o])
+        c = np.uint64(cls[u])
         if J == 3:
             p0 = Pd[o, 0]
             p1 = Pd[o, 1]
@@ -347,14 +349,11 @@ def _count(Od, Pd, m, cls, T, lost, NL, b0, tmp, A, col):
                 p0 = np.int16(p0 + A[u, 0, col])
                 p1 = np.int16(p1 + A[u, 1, col])
                 p2 = np.int16(p2 + A[u, 2, col])
-            a0 = T[u, 0]
-            a1 = T[u, 1]
-            a2 = T[u, 2]
-            # unsigned bounds: no negative-index wraparound test, so the loop vectorises
             for q in range(np.uint64(b0), np.uint64(NW)):
-                x = min(min(np.int16(p0 + a0[q]), np.int16(p1 + a1[q])), np.int16(p2 + a2[q]))
-                row[q] += x > lost
+                x = min(min(np.int16(p0 + T[u, _0, q]), np.int16(p1 + T[u, _1, q])), np.int16(p2 + T[u, _2, q]))
+                NL[c, q] += x > lost
         else:
+            row = NL[c]
             tmp[b0:NW] = _BIG
             for j in range(J):
                 pj = np.int16(Pd[o, j] + (A[u, j, col] if col >= 0 else 0))
@@ -375,12 +374,9 @@ def _count_child_lanes(Od, Pd, m, cls, A, PA, i_lo, i_hi, qb, lost, NL3, tmp, co
     for i in range(i_lo, i_hi):
         NL3[:, i, qb[i]:NP] = 0
     for o in range(m):
-        u = Od[o]
-        rows = NL3[cls[u]]
+        u = np.uint64(Od[o])
+        c = np.uint64(cls[u])
         if J == 3:
-            a0 = PA[u, 0]
-            a1 = PA[u, 1]
-            a2 = PA[u, 2]
             P0 = Pd[o, 0]
             P1 = Pd[o, 1]
             P2 = Pd[o, 2]
@@ -388,15 +384,15 @@ def _count_child_lanes(Od, Pd, m, cls, A, PA, i_lo, i_hi, qb, lost, NL3, tmp, co
                 P0 += A[u, 0, col]
                 P1 += A[u, 1, col]
                 P2 += A[u, 2, col]
-            for i in range(i_lo, i_hi):
-                p0 = np.int16(P0 + A[u, 0, i])
-                p1 = np.int16(P1 + A[u, 1, i])
-                p2 = np.int16(P2 + A[u, 2, i])
-                row = rows[i]
+            for i in range(np.uint64(i_lo), np.uint64(i_hi)):
+                p0 = np.int16(P0 + A[u, _0, i])
+                p1 = np.int16(P1 + A[u, _1, i])
+                p2 = np.int16(P2 + A[u, _2, i])
                 for q in range(np.uint64(qb[i]), np.uint64(NP)):
-                    x = min(min(np.int16(p0 + a0[q]), np.int16(p1 + a1[q])), np.int16(p2 + a2[q]))
-                    row[q] += x > lost
+                    x = min(min(np.int16(p0 + PA[u, _0, q]), np.int16(p1 + PA[u, _1, q])), np.int16(p2 + PA[u, _2, q]))
+                    NL3[c, i, q] += x > lost
         else:
+            rows = NL3[c]
             for i in range(i_lo, i_hi):
                 b0 = qb[i]
                 tmp[b0:NP] = _BIG
@@ -411,43 +407,41 @@ def _count_child_lanes(Od, Pd, m, cls, A, PA, i_lo, i_hi, qb, lost, NL3, tmp, co
 
 
 @numba.njit(cache=True, nogil=True)
-def _bounds(Od, Pd, m, cls, TH, TL, lost, Bf, SU, OP, i_lo, i_hi, CL, CN, f, tmp, tmp2):
+def _bounds(Od, Pd, m, cls, QB, rr, lost, Bf, SU, OP, i_lo, i_hi, CL, CN, f, tmp, tmp2):
     """Per child i (lanes >= i_lo // LANE * LANE): SU/OP[c, i] = sure/open class-c members
     of the child; CL[i, :CN[i]] = positions of the child's open members."""
-    J, NW = TH.shape[1], TH.shape[2]
+    J, NW = QB.shape[3], QB.shape[4]
     b0 = (i_lo // LANE) * LANE
     SU[:, b0:NW] = 0
     OP[:, b0:NW] = 0
     CN[:] = 0
+    r_ = np.uint64(rr)
     for o in range(m):
-        u = Od[o]
-        su = SU[cls[u]]
-        op = OP[cls[u]]
+        u = np.uint64(Od[o])
+        c = np.uint64(cls[u])
         if J == 3:
             p0 = Pd[o, 0]
             p1 = Pd[o, 1]
             p2 = Pd[o, 2]
-            h0 = TH[u, 0]
-            h1 = TH[u, 1]
-            h2 = TH[u, 2]
-            l0 = TL[u, 0]
-            l1 = TL[u, 1]
-            l2 = TL[u, 2]
             for i in range(np.uint64(b0), np.uint64(NW)):
-                h = min(min(np.int16(p0 + h0[i]), np.int16(p1 + h1[i])), np.int16(p2 + h2[i]))
-                lo = min(min(np.int16(p0 + l0[i]), np.int16(p1 + l1[i])), np.int16(p2 + l2[i]))
+                h = min(min(np.int16(p0 + QB[r_, u, _0, _0, i]), np.int16(p1 + QB[r_, u, _0, _1, i])),
+                        np.int16(p2 + QB[r_, u, _0, _2, i]))
+                lo = min(min(np.int16(p0 + QB[r_, u, _1, _0, i]), np.int16(p1 + QB[r_, u, _1, _1, i])),
+                         np.int16(p2 + QB[r_, u, _1, _2, i]))
                 s = lo >= Bf
                 q = (h > lost) & (lo < Bf)
-                su[i] += s
-                op[i] += q
+                SU[c, i] += s
+                OP[c, i] += q
                 f[i] = q
         else:
+            su = SU[c]
+            op = OP[c]
             tmp[b0:NW] = _BIG
             tmp2[b0:NW] = _BIG
             for j in range(J):
                 pj = Pd[o, j]
-                hj = TH[u, j]
-                lj = TL[u, j]
+                hj = QB[rr, u, 0, j]
+                lj = QB[rr, u, 1, j]
                 for i in range(np.uint64(b0), np.uint64(NW)):
                     tmp[i] = min(tmp[i], np.int16(pj + hj[i]))
                     tmp2[i] = min(tmp2[i], np.int16(pj + lj[i]))
@@ -512,7 +506,7 @@ def _leaf_score(Od, Pd, m, A, col, col2, T, q, cls, W, Bf, lost, L, y, sub, k, c
 # --------------------------------------------------------------------------------------
 @numba.njit(cache=True, nogil=True)
 def branch_and_bound(A, PA, lane, pstart, first, second, TA, tlane, cut, tstart, tri, QA, qlane, cut4, qstart, quad,
-                     QHI, QLO, L, y, W, Bf, Ptot, comp, kband, k, prefix, thr, base0,
+                     QB, L, y, W, Bf, Ptot, comp, kband, k, prefix, thr, base0,
                      O, P, SU, OP, CL, CN, f, NL, NLc, qb, tb, tmp, tmp2, cur, mm, bb, sub, best_subset):
     """Best set of size ``k`` among those starting with ``prefix`` (sorted, len < k).
 
@@ -555,8 +549,8 @@ def branch_and_bound(A, PA, lane, pstart, first, second, TA, tlane, cut, tstart,
             for t in range(p0 - 1):
                 s += A[u, j, prefix[t]]
             P[0, m, j] = s + A[u, j, t_last]
-            minhi = min(minhi, s + QHI[rr, u, j, t_last])
-            minlo = min(minlo, s + QLO[rr, u, j, t_last])
+            minhi = min(minhi, s + QB[rr, u, 0, j, t_last])
+            minlo = min(minlo, s + QB[rr, u, 1, j, t_last])
         if minhi <= lost:
             continue
         if minlo >= Bf:
@@ -679,7 +673,7 @@ def branch_and_bound(A, PA, lane, pstart, first, second, TA, tlane, cut, tstart,
             fresh = False
             continue
         if fresh:
-            _bounds(O[d], P[d], m, cls, QHI[r - 1], QLO[r - 1], lost, bf, SU[d], OP[d], i_lo, i_hi, CL[d], CN[d],
+            _bounds(O[d], P[d], m, cls, QB, r - 1, lost, bf, SU[d], OP[d], i_lo, i_hi, CL[d], CN[d],
                     f, tmp, tmp2)
             cur[d] = i_lo
         # Next child whose bound beats the incumbent.
