@@ -437,8 +437,7 @@ class _ThreadScratch(threading.local):
 
 
 def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads: int | None = None,
-                 _margin_rows: int = 3, _triple_cut: int | None = None, _quad_cut: int | None = None,
-                 _complement: bool | None = None,
+                 _margin_rows: int = 3, _set_cuts=(None, None, None), _complement: bool | None = None,
                  _stats: dict | None = None) -> dict[int, FusionResult]:
     """Exact best-UAR subset of trials for every requested size ``k``.
 
@@ -488,10 +487,9 @@ def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads
     t0 = time.perf_counter()
     kmax_direct = max([k for k in ks if not comp[k]] or [1])
     kmax_comp = max([n - k for k in ks if comp[k]] or [0])
-    cuts = dict(triple_cut=_triple_cut, quad_cut=_quad_cut)
-    tables = {False: FK.build_tables(logits, labels, scorer.class_weight, kmax_direct, _margin_rows, **cuts)}
+    tables = {False: FK.build_tables(logits, labels, scorer.class_weight, kmax_direct, _margin_rows, _set_cuts)}
     if kmax_comp:
-        tables[True] = FK.complement_tables(tables[False], kmax_comp, **cuts)
+        tables[True] = FK.complement_tables(tables[False], kmax_comp, _set_cuts)
     t_tables = time.perf_counter() - t0
     setup = (t_heur + t_tables) / len(ks)
     depth = max(kmax_direct, kmax_comp)
@@ -530,8 +528,7 @@ def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads
         size = n - k if comp[k] else k
         best_set = np.zeros(size, np.int64)
         found, best, nn = FK.branch_and_bound(
-            t.A, t.PA, t.lane, t.pstart, t.first, t.second, t.TA, t.tlane, t.cut, t.tstart, t.tri, t.QA, t.qlane,
-            t.cut4, t.qstart, t.quad, t.QB, t.L, t.y, t.W, t.Bf, t.Ptot, t.complement, k, size,
+            t.T, t.off, t.cut, t.start, t.sets, t.QB, t.L, t.y, t.W, t.Bf, t.Ptot, t.complement, k, size,
             np.array(pre, np.int64), thr, t.base, *local.scratch.arrays, best_set)
         dt = time.thread_time() - t_cpu
         with lock:
@@ -566,7 +563,7 @@ def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads
         out[k] = res
     if _stats is not None:
         t = tables[False]
-        _stats.update(open_utts=t.U, base=t.base, band=t.Bf, triple_cut=t.cut, heuristic_seconds=t_heur,
+        _stats.update(open_utts=t.U, base=t.base, band=t.Bf, set_cuts=t.cut.tolist(), heuristic_seconds=t_heur,
                       tables_seconds=t_tables, total_seconds=time.perf_counter() - t_start,
                       table_bytes=sum(x.nbytes for x in tables.values()) - (len(tables) - 1) * t.L.nbytes,
                       heuristic={k: heur[k] for k in ks})

@@ -78,9 +78,9 @@ _EMAX = 1000.0
 _BIG = np.int16(32767)
 # unsigned constant indices (see _count)
 _0, _1, _2 = np.uint64(0), np.uint64(1), np.uint64(2)
-# Nodes five picks from the leaves with at most this many children are scored by passes
-# (one per child) instead of being expanded: the bound pass is not worth it there.
-FUSE5 = 5
+# Nodes one pick above the largest set table with at most this many children are scored
+# by passes (one per child) instead of being expanded: the bound pass is not worth it.
+FUSE_NARROW = 5
 
 
 @numba.njit(cache=True, nogil=True)
@@ -153,24 +153,13 @@ def _sum_table(A, idx, out, off):
 
 @dataclass
 class Tables:
-    """Quantised margins of the contested utterances and the bound tables."""
+    """Quantised margins of the contested utterances and the lane and bound tables."""
 
-    A: np.ndarray  # (U, J3, NW) int16: a[u, j, i]; J3 = max(J, min_rows)
-    PA: np.ndarray  # (U, J3, NP) int16: pair sums, pair q at lane q + lane
-    lane: int  # lane of pair 0 (pairs end at the last lane)
-    pstart: np.ndarray  # (n+1,) first pair whose smaller trial is >= i
-    first: np.ndarray  # (n_pairs,) smaller trial of pair q
-    second: np.ndarray  # (n_pairs,) larger trial of pair q
-    TA: np.ndarray  # (U, J3, NT) int16: triple sums over trials >= cut, triple t at lane t + tlane
-    tlane: int
-    cut: int  # triples only for trials >= cut (memory budget); children below use pairs
-    tstart: np.ndarray  # (n+1,) first triple whose smallest trial is >= i (for i >= cut)
-    tri: np.ndarray  # (n_triples, 3) the triples, lexicographic
-    QA: np.ndarray  # (U, J3, NQ) int16: quadruple sums over trials >= cut4, at lane q + qlane
-    qlane: int
-    cut4: int
-    qstart: np.ndarray  # (n+1,) first quadruple whose smallest trial is >= i (for i >= cut4)
-    quad: np.ndarray  # (n_quads, 4) the quadruples, lexicographic
+    T: tuple  # T[s]: (U, J3, W_s) int16 sums of a over each (s+1)-set of trials >= cut[s]
+    off: np.ndarray  # (S,) lane of set 0 in T[s] (sets end at the last lane; T[0]: 0)
+    cut: np.ndarray  # (S,) T[s] holds the sets of trials >= cut[s] (memory budget)
+    start: np.ndarray  # (S, n+1) first set of T[s] whose smallest trial is >= i
+    sets: tuple  # sets[s]: (n_sets, s+1) int64, the sets of T[s] in lexicographic order
     QB: np.ndarray  # (kmax, U, 2, J3, NW) int16 bounds: [rr, u, 0] QHI, [rr, u, 1] QLO
     L: np.ndarray  # (U, n, C) float64 logits (reference re-scoring)
     y: np.ndarray  # (U,) labels
@@ -182,26 +171,32 @@ class Tables:
     complement: bool  # the tables search the complement T of the subset (A holds -a)
 
     @property
+    def A(self) -> np.ndarray:
+        return self.T[0]  # (U, J3, NW): a[u, j, i]; J3 = max(J, min_rows)
+
+    @property
     def U(self) -> int:
         return self.A.shape[0]
 
     @property
     def nbytes(self) -> int:
-        return sum(x.nbytes for x in (self.A, self.PA, self.TA, self.QA, self.QB, self.L))
+        return sum(x.nbytes for x in self.T) + self.QB.nbytes + self.L.nbytes
+
+
+# Largest set tables (bytes) for sets of 3, 4 and 5 trials; pairs are always tabulated.
+SET_BYTES = (256 * 2**20, 64 * 2**20, 32 * 2**20)
 
 
 def build_tables(logits: np.ndarray, labels: np.ndarray, class_weight: np.ndarray, kmax: int,
-                 min_rows: int = 3, triple_bytes: int = 256 * 2**20, triple_cut: int | None = None,
-                 quad_bytes: int = 64 * 2**20, quad_cut: int | None = None) -> Tables:
+                 min_rows: int = 3, set_cuts=(None, None, None)) -> Tables:
     """Quantise the margins, drop the utterances decided for every subset, build the tables.
 
     logits: (n, N, C) float64, finite; labels: (N,) int64; class_weight: (C,) int64.
     ``min_rows``: margin rows are padded (repeating row 0) to at least this many; 3 is
-    the vectorised path, more forces the generic-J loops (tests).  ``triple_bytes`` caps
-    the triple table: triples are tabulated for the largest trial range ``cut..n-1`` that
-    fits (all of them for 30 trials x 5,531 utterances: 82 MB); ``quad_bytes`` likewise caps
-    the table of quadruples (trials 13..29 of 30: 49 MB); ``triple_cut`` and ``quad_cut``
-    set the cuts directly (tests).
+    the vectorised path, more forces the generic-J loops (tests).  Sets of 3, 4 and 5 trials
+    are tabulated for the largest trial range ``cut..n-1`` that fits :data:`SET_BYTES`
+    (30 trials x 5,531 utterances: all triples, 82 MB; quadruples of trials 13-29, 49 MB;
+    quintuples of trials 17-29, 26 MB); ``set_cuts`` sets the cuts directly (tests).
     """
     n, N, C = logits.shape
     J = C - 1
@@ -240,15 +235,14 @@ def build_tables(logits: np.ndarray, labels: np.ndarray, class_weight: np.ndarra
     A = np.zeros((U, J3, NW), np.int16)
     A[:, :, :n] = Aq.transpose(1, 2, 0)
     return Tables(
-        **_lane_tables(A, n, kmax, triple_bytes, triple_cut, quad_bytes, quad_cut),
+        **_lane_tables(A, n, kmax, set_cuts),
         L=np.ascontiguousarray(logits[:, open_, :].transpose(1, 0, 2)), y=labels[open_].astype(np.int64),
         W=np.asarray(class_weight, np.int64), Bf=Bf, base=int(class_weight[labels[always]].sum()), n=n,
         Ptot=np.zeros((U, J3), np.int16), complement=False,
     )
 
 
-def complement_tables(t: Tables, kmax: int, triple_bytes: int = 256 * 2**20, triple_cut: int | None = None,
-                      quad_bytes: int = 64 * 2**20, quad_cut: int | None = None) -> Tables:
+def complement_tables(t: Tables, kmax: int, set_cuts=(None, None, None)) -> Tables:
     """Tables of the search over complements: a subset ``S`` of size ``k`` is the complement
     of a set ``T`` of size ``n - k``, and ``sum_S a = sum_all a - sum_T a``, so the same
     search over ``T`` runs on ``-a`` from the root partial sums ``sum_all a``.  Cheaper for
@@ -259,7 +253,7 @@ def complement_tables(t: Tables, kmax: int, triple_bytes: int = 256 * 2**20, tri
     neg = np.zeros_like(t.A)
     neg[:, :, :n] = -t.A[:, :, :n]
     fields = {f: getattr(t, f) for f in ("L", "y", "W", "Bf", "base", "n")}
-    return Tables(**_lane_tables(neg, n, kmax, triple_bytes, triple_cut, quad_bytes, quad_cut), **fields,
+    return Tables(**_lane_tables(neg, n, kmax, set_cuts), **fields,
                   Ptot=t.A[:, :, :n].sum(axis=2, dtype=np.int64).astype(np.int16), complement=True)
 
 
@@ -281,17 +275,16 @@ def _set_table(A, n, size, max_bytes, cut):
     return table, offset, cut, start, sets
 
 
-def _lane_tables(A, n, kmax, triple_bytes, triple_cut, quad_bytes, quad_cut) -> dict:
-    """Pair, triple and quadruple sums and the bound tables of the quantised margins A."""
-    PA, lane, _, pstart, pairs = _set_table(A, n, 2, np.inf, 0)
-    # The leaves of a node k - 3 (k - 4) deep whose children are >= cut (cut4) are one
-    # contiguous run of triple (quadruple) lanes.
-    TA, tlane, cut, tstart, tri = _set_table(A, n, 3, triple_bytes, triple_cut)
-    QA, qlane, cut4, qstart, quad = _set_table(A, n, 4, quad_bytes, quad_cut)
-    QB = _suffix_bound_tables(A, n, kmax)
-    return dict(A=A, PA=PA, lane=int(lane), pstart=pstart, first=pairs[:, 0].copy(), second=pairs[:, 1].copy(),
-                TA=TA, tlane=int(tlane), cut=int(cut), tstart=tstart, tri=tri, QA=QA, qlane=int(qlane),
-                cut4=int(cut4), qstart=qstart, quad=quad, QB=QB)
+def _lane_tables(A, n, kmax, set_cuts) -> dict:
+    """Lane tables of the quantised margins A (U, J3, NW): A itself (single trials),
+    pairs, and sets of 3-5 trials within SET_BYTES; and the bound tables."""
+    tables = [(A, 0, 0, np.minimum(np.arange(n + 1), n).astype(np.int64), np.arange(n, dtype=np.int64)[:, None])]
+    tables.append(_set_table(A, n, 2, np.inf, 0))
+    for size, (max_bytes, cut) in enumerate(zip(SET_BYTES, set_cuts), start=3):
+        tables.append(_set_table(A, n, size, max_bytes, cut))
+    T, off, cut, start, sets = zip(*tables)
+    return dict(T=tuple(T), off=np.array(off, np.int64), cut=np.array(cut, np.int64), start=np.stack(start),
+                sets=tuple(sets), QB=_suffix_bound_tables(A, n, kmax))
 
 
 class Scratch:
@@ -300,8 +293,8 @@ class Scratch:
     def __init__(self, t: Tables, kmax: int):
         U, J3, NW = t.A.shape
         C = t.W.shape[0]
-        NP = t.PA.shape[2]
-        NT = max(t.TA.shape[2], t.QA.shape[2])
+        NX = max(x.shape[2] for x in t.T)  # widest lane table
+        S = len(t.T)
         cnt = np.int16 if U < _QMAX else np.int32  # per-class counts of list members
         d = kmax + 1
         self.key = (id(t), kmax)
@@ -313,12 +306,11 @@ class Scratch:
             np.zeros((d, NW, U + 1), np.int32),  # CL: children's lists (parent positions)
             np.zeros((d, NW), np.int32),  # CN: their lengths
             np.zeros(NW, np.int32),  # f: open flags of one utterance
-            np.zeros((C, max(NW, NP, NT)), cnt),  # NL: not-wrong counts of leaves per lane
-            np.zeros((C, max(t.n, 1), max(NP, NT)), cnt),  # NLc: same, per child x lane
-            np.zeros(max(t.n, 1), np.int64),  # qb: first lane of each child's pairs
-            np.zeros(max(t.n, 1), np.int64),  # tb: first lane of each child's triples
-            np.zeros(max(NW, NP, NT), np.int16),  # tmp, tmp2: generic-J minima
-            np.zeros(max(NW, NP, NT), np.int16),
+            np.zeros((C, NX), cnt),  # NL: not-wrong counts of leaves per lane
+            np.zeros((C, max(t.n, 1), NX), cnt),  # NLc: same, per child x lane
+            np.zeros((S, max(t.n, 1)), np.int64),  # cb: first lane of each child's sets
+            np.zeros(NX, np.int16),  # tmp, tmp2: generic-J minima
+            np.zeros(NX, np.int16),
             np.zeros(d, np.int64),  # cur: next child at each depth
             np.zeros(d, np.int64),  # mm: list length at each depth
             np.zeros(d, np.int64),  # bb: sure weight at each depth
@@ -505,9 +497,8 @@ def _leaf_score(Od, Pd, m, A, col, col2, T, q, cls, W, Bf, lost, L, y, sub, k, c
 # The search
 # --------------------------------------------------------------------------------------
 @numba.njit(cache=True, nogil=True)
-def branch_and_bound(A, PA, lane, pstart, first, second, TA, tlane, cut, tstart, tri, QA, qlane, cut4, qstart, quad,
-                     QB, L, y, W, Bf, Ptot, comp, kband, k, prefix, thr, base0,
-                     O, P, SU, OP, CL, CN, f, NL, NLc, qb, tb, tmp, tmp2, cur, mm, bb, sub, best_subset):
+def branch_and_bound(T, off, cut, start, sets, QB, L, y, W, Bf, Ptot, comp, kband, k, prefix, thr, base0,
+                     O, P, SU, OP, CL, CN, f, NL, NLc, cb, tmp, tmp2, cur, mm, bb, sub, best_subset):
     """Best set of size ``k`` among those starting with ``prefix`` (sorted, len < k).
 
     Only a score ``> thr`` counts; returns (found, best score, nodes + leaves visited), and
@@ -515,21 +506,20 @@ def branch_and_bound(A, PA, lane, pstart, first, second, TA, tlane, cut, tstart,
     ``comp`` (complement tables: the set is the complement of the subset, whose size
     ``kband`` sets the rounding band) the last, i.e. the lexicographically first subset.
     """
+    A = T[0]
     U, J, NW = A.shape
     n = L.shape[1]
     C = W.shape[0]
-    NP = PA.shape[2]
-    n_pairs = pstart[n]
+    S = len(T)
     cls = y
     lost = np.int16(-(kband + Bf))
     bf = np.int16(Bf)
     p0 = prefix.shape[0]
     for t in range(p0):
         sub[t] = prefix[t]
-    n_tri = tri.shape[0]
-    for i in range(n):
-        qb[i] = ((pstart[i + 1] + lane) // LANE) * LANE
-        tb[i] = ((tstart[min(max(i + 1, cut), n)] + tlane) // LANE) * LANE
+    for z in range(S):  # first lane of the sets after trial i
+        for i in range(n):
+            cb[z, i] = ((start[z, min(max(i + 1, cut[z]), n)] + off[z]) // LANE) * LANE
     # Root: the list of the prefix (as the child prefix[-1] of prefix[:-1]).
     m = 0
     base = base0
@@ -573,95 +563,49 @@ def branch_and_bound(A, PA, lane, pstart, first, second, TA, tlane, cut, tstart,
         base = bb[d]
         i_lo = sub[p - 1] + 1 if p > 0 else 0
         i_hi = n - r + 1
-        if r <= 3 or (r == 4 and i_lo + 1 >= cut) or (r == 5 and i_lo + 2 >= cut and i_hi - i_lo <= FUSE5):
-            # Score every leaf below this node in passes over its list.  Lanes: single
-            # trials (r = 1), pairs (r = 2), child x pair or triples (r = 3), child x triple
-            # (r = 4); r = 5 makes one child x triple pass per child g (column g added).
-            g_lo, g_hi = (i_lo, i_hi) if r == 5 else (-1, 0)
+        # Nodes near the leaves are not expanded: their leaves are counted by passes over
+        # the list, vectorised over lanes.  A node with r <= S picks left: its children
+        # >= cut[r-1] in one run of r-set lanes, the others child x (r-1)-set lanes.  A
+        # narrow node with S + 1 picks left: the same for each child g (column g added).
+        fuse = r <= S and (r == 1 or i_lo >= cut[r - 1] or i_lo + 1 >= cut[r - 2])
+        outer = (r == S + 1 and i_hi - i_lo <= FUSE_NARROW
+                 and (i_lo + 1 >= cut[S - 1] or i_lo + 2 >= cut[S - 2]))
+        if fuse or outer:
+            g_lo, g_hi = (i_lo, i_hi) if outer else (-1, 0)
             for g in range(g_lo, g_hi):
                 if g >= 0:
                     sub[p] = g
                     pp, rr, lo_, hi_ = p + 1, r - 1, g + 1, i_hi + 1
                 else:
                     pp, rr, lo_, hi_ = p, r, i_lo, i_hi
-                if rr == 1:
-                    _count(O[d], P[d], m, cls, A, lost, NL, (lo_ // LANE) * LANE, tmp, A, -1)
-                elif rr == 2:
-                    _count(O[d], P[d], m, cls, PA, lost, NL, ((pstart[lo_] + lane) // LANE) * LANE, tmp, A, -1)
-                elif rr == 3:
-                    if lo_ < cut:
-                        _count_child_lanes(O[d], P[d], m, cls, A, PA, lo_, min(hi_, cut), qb, lost, NLc, tmp, -1)
-                    if max(lo_, cut) < hi_:
-                        b0 = ((tstart[max(lo_, cut)] + tlane) // LANE) * LANE
-                        _count(O[d], P[d], m, cls, TA, lost, NL, b0, tmp, A, -1)
-                else:
-                    if lo_ < cut4:
-                        _count_child_lanes(O[d], P[d], m, cls, A, TA, lo_, min(hi_, cut4), tb, lost, NLc, tmp, g)
-                    if max(lo_, cut4) < hi_:
-                        b0 = ((qstart[max(lo_, cut4)] + qlane) // LANE) * LANE
-                        _count(O[d], P[d], m, cls, QA, lost, NL, b0, tmp, A, g)
+                z = rr - 1  # table of rr-sets
+                split = max(lo_, cut[z])  # children >= split: flat rr-set lanes
+                if lo_ < split:
+                    _count_child_lanes(O[d], P[d], m, cls, A, T[z - 1], lo_, min(split, hi_), cb[z - 1], lost,
+                                       NLc, tmp, g)
+                if split < hi_:
+                    _count(O[d], P[d], m, cls, T[z], lost, NL, ((start[z, split] + off[z]) // LANE) * LANE, tmp,
+                           A, g)
                 for i in range(lo_, hi_):
-                    # leaves below child i: lanes qa..qz-1 of kind `mode`
-                    if rr == 1:
-                        mode, qa, qz = 1, i, i + 1
-                    elif rr == 2:
-                        mode, qa, qz = 2, pstart[i], pstart[i + 1]
-                    elif rr == 3 and i >= cut:
-                        mode, qa, qz = 3, tstart[i], tstart[i + 1]
-                    elif rr == 3:
-                        mode, qa, qz = 4, pstart[i + 1], n_pairs
-                    elif i < cut4:
-                        mode, qa, qz = 5, tstart[i + 1], n_tri
-                    else:
-                        mode, qa, qz = 6, qstart[i], qstart[i + 1]
+                    flat = i >= split
+                    if flat:  # the rr-sets whose smallest trial is i
+                        qa, qz, zz, lane = start[z, i], start[z, i + 1], z, off[z]
+                    else:  # child i and an (rr-1)-set after it
+                        qa, qz, zz, lane = start[z - 1, i + 1], sets[z - 1].shape[0], z - 1, off[z - 1]
                     for q in range(qa, qz):
                         nodes += 1
                         hi = base
                         for c in range(C):
-                            if mode == 1:
-                                hi += W[c] * NL[c, q]
-                            elif mode == 2:
-                                hi += W[c] * NL[c, q + lane]
-                            elif mode == 3:
-                                hi += W[c] * NL[c, q + tlane]
-                            elif mode == 4:
-                                hi += W[c] * NLc[c, i, q + lane]
-                            elif mode == 5:
-                                hi += W[c] * NLc[c, i, q + tlane]
-                            else:
-                                hi += W[c] * NL[c, q + qlane]
+                            hi += W[c] * (NL[c, q + lane] if flat else NLc[c, i, q + lane])
                         if hi <= best:
                             continue
+                        # the leaf: sub[:pp] + (i if not flat) + sets[zz][q]
+                        e0 = pp if flat else pp + 1
                         sub[pp] = i
-                        if mode == 1:
-                            sc = _leaf_score(O[d], P[d], m, A, -1, -1, A, i, cls, W, Bf, lost, L, y, sub, k, comp)
-                        elif mode == 2:
-                            sub[pp + 1] = second[q]
-                            sc = _leaf_score(O[d], P[d], m, A, -1, -1, PA, q + lane, cls,
-                                             W, Bf, lost, L, y, sub, k, comp)
-                        elif mode == 3:
-                            sub[pp + 1] = tri[q, 1]
-                            sub[pp + 2] = tri[q, 2]
-                            sc = _leaf_score(O[d], P[d], m, A, -1, -1, TA, q + tlane, cls,
-                                             W, Bf, lost, L, y, sub, k, comp)
-                        elif mode == 4:
-                            sub[pp + 1] = first[q]
-                            sub[pp + 2] = second[q]
-                            sc = _leaf_score(O[d], P[d], m, A, i, -1, PA, q + lane, cls,
-                                             W, Bf, lost, L, y, sub, k, comp)
-                        elif mode == 5:
-                            sub[pp + 1] = tri[q, 0]
-                            sub[pp + 2] = tri[q, 1]
-                            sub[pp + 3] = tri[q, 2]
-                            sc = _leaf_score(O[d], P[d], m, A, i, g, TA, q + tlane, cls,
-                                             W, Bf, lost, L, y, sub, k, comp)
-                        else:
-                            sub[pp + 1] = quad[q, 1]
-                            sub[pp + 2] = quad[q, 2]
-                            sub[pp + 3] = quad[q, 3]
-                            sc = _leaf_score(O[d], P[d], m, A, g, -1, QA, q + qlane, cls,
-                                             W, Bf, lost, L, y, sub, k, comp)
-                        sc += base
+                        for e in range(zz + 1):
+                            sub[e0 + e] = sets[zz][q, e]
+                        sc = base + _leaf_score(O[d], P[d], m, A, -1 if flat else i, g, T[zz], q + lane, cls, W,
+                                                Bf, lost, L, y, sub, k, comp)
                         if sc > best:
                             # complement search: a later set with the same score wins the tie
                             best = sc - 1 if comp else sc
