@@ -71,12 +71,12 @@ KERNEL_PATHS = {
     "vector": {"_margin_rows": 3},
     # four rows take the loops for any number of classes
     "generic-J": {"_margin_rows": 4},
-    # no tables of 3-5 trials: leaves three picks away go child x pair, four expand
-    "pairs-only": {"_set_cuts": (10**6, 10**6, 10**6)},
+    # no tables of 3+ trials: leaves three picks away go child x pair, four expand
+    "pairs-only": {"_set_cuts": (10**6, 10**6, 10**6, 10**6)},
     # triples, no larger sets: four picks away go child x triple
-    "triples": {"_set_cuts": (None, 10**6, 10**6)},
-    # sets of 3, 4, 5 trials from trials 2, 4, 5 on: every leaf path in one node
-    "mixed": {"_set_cuts": (2, 4, 5)},
+    "triples": {"_set_cuts": (None, 10**6, 10**6, 10**6)},
+    # sets of 3, 4, 5, 6 trials from trials 2, 4, 5, 5 on: every leaf path in one node
+    "mixed": {"_set_cuts": (2, 4, 5, 5)},
     # every size searched through its complement (by default only sizes above n/2)
     "complement": {"_complement": True},
     "direct": {"_complement": False},

@@ -437,7 +437,7 @@ class _ThreadScratch(threading.local):
 
 
 def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads: int | None = None,
-                 _margin_rows: int = 3, _set_cuts=(None, None, None), _complement: bool | None = None,
+                 _margin_rows: int = 3, _set_cuts=None, _complement: bool | None = None,
                  _stats: dict | None = None) -> dict[int, FusionResult]:
     """Exact best-UAR subset of trials for every requested size ``k``.
 

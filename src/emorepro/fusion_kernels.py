@@ -151,6 +151,24 @@ def _sum_table(A, idx, out, off):
                 o[off + q] = s
 
 
+@numba.njit(cache=True, nogil=True)
+def _extend_table(A, prev, poff, pstart, start, off, cut, n, out):
+    """The sets starting with trial f are f + the smaller sets after f, a suffix of prev:
+    out[u, j, off + start[f] + q] = A[u, j, f] + prev[u, j, poff + pstart[f + 1] + q]."""
+    U, J = A.shape[0], A.shape[1]
+    for u in range(U):
+        for j in range(J):
+            a = A[u, j]
+            src = prev[u, j]
+            dst = out[u, j]
+            for f in range(cut, n):
+                x = a[f]
+                lo = poff + pstart[f + 1]
+                o = off + start[f]
+                for q in range(start[f + 1] - start[f]):
+                    dst[o + q] = x + src[lo + q]
+
+
 @dataclass
 class Tables:
     """Quantised margins of the contested utterances and the lane and bound tables."""
@@ -183,12 +201,12 @@ class Tables:
         return sum(x.nbytes for x in self.T) + self.QB.nbytes + self.L.nbytes
 
 
-# Largest set tables (bytes) for sets of 3, 4 and 5 trials; pairs are always tabulated.
-SET_BYTES = (256 * 2**20, 64 * 2**20, 32 * 2**20)
+# Largest set tables (bytes) for sets of 3, 4, 5 and 6 trials; pairs are always tabulated.
+SET_BYTES = (256 * 2**20, 64 * 2**20, 32 * 2**20, 32 * 2**20)
 
 
 def build_tables(logits: np.ndarray, labels: np.ndarray, class_weight: np.ndarray, kmax: int,
-                 min_rows: int = 3, set_cuts=(None, None, None)) -> Tables:
+                 min_rows: int = 3, set_cuts=None) -> Tables:
     """Quantise the margins, drop the utterances decided for every subset, build the tables.
 
     logits: (n, N, C) float64, finite; labels: (N,) int64; class_weight: (C,) int64.
@@ -196,7 +214,8 @@ def build_tables(logits: np.ndarray, labels: np.ndarray, class_weight: np.ndarra
     the vectorised path, more forces the generic-J loops (tests).  Sets of 3, 4 and 5 trials
     are tabulated for the largest trial range ``cut..n-1`` that fits :data:`SET_BYTES`
     (30 trials x 5,531 utterances: all triples, 82 MB; quadruples of trials 13-29, 49 MB;
-    quintuples of trials 17-29, 26 MB); ``set_cuts`` sets the cuts directly (tests).
+    quintuples of trials 17-29, 26 MB; sextuples of trials 18-29, 19 MB); ``set_cuts``
+    sets the cuts of sizes 3, 4, ... directly (tests; missing entries: from the budget).
     """
     n, N, C = logits.shape
     J = C - 1
@@ -242,7 +261,7 @@ def build_tables(logits: np.ndarray, labels: np.ndarray, class_weight: np.ndarra
     )
 
 
-def complement_tables(t: Tables, kmax: int, set_cuts=(None, None, None)) -> Tables:
+def complement_tables(t: Tables, kmax: int, set_cuts=None) -> Tables:
     """Tables of the search over complements: a subset ``S`` of size ``k`` is the complement
     of a set ``T`` of size ``n - k``, and ``sum_S a = sum_all a - sum_T a``, so the same
     search over ``T`` runs on ``-a`` from the root partial sums ``sum_all a``.  Cheaper for
@@ -257,9 +276,10 @@ def complement_tables(t: Tables, kmax: int, set_cuts=(None, None, None)) -> Tabl
                   Ptot=t.A[:, :, :n].sum(axis=2, dtype=np.int64).astype(np.int16), complement=True)
 
 
-def _set_table(A, n, size, max_bytes, cut):
+def _set_table(A, n, size, max_bytes, cut, prev=None):
     """Sums of A over every ``size``-set of trials >= cut (lexicographic), at the end of
-    the lanes; ``cut`` defaults to the smallest that keeps the table within max_bytes."""
+    the lanes; ``cut`` defaults to the smallest that keeps the table within max_bytes.
+    ``prev``: the table of (size-1)-sets, whose suffixes give these sums by one add."""
     U, J3, _ = A.shape
     if cut is None:
         cut = 0
@@ -270,8 +290,11 @@ def _set_table(A, n, size, max_bytes, cut):
     width = max(LANE, -(-len(sets) // LANE) * LANE)
     table = np.zeros((U, J3, width), np.int16)
     offset = width - len(sets)
-    _sum_table(A, sets, table, offset)
     start = np.searchsorted(sets[:, 0], np.arange(n + 1)).astype(np.int64)
+    if prev is not None and prev[2] <= cut + 1:
+        _extend_table(A, prev[0], prev[1], prev[3], start, offset, cut, n, table)
+    else:
+        _sum_table(A, sets, table, offset)
     return table, offset, cut, start, sets
 
 
@@ -279,9 +302,10 @@ def _lane_tables(A, n, kmax, set_cuts) -> dict:
     """Lane tables of the quantised margins A (U, J3, NW): A itself (single trials),
     pairs, and sets of 3-5 trials within SET_BYTES; and the bound tables."""
     tables = [(A, 0, 0, np.minimum(np.arange(n + 1), n).astype(np.int64), np.arange(n, dtype=np.int64)[:, None])]
-    tables.append(_set_table(A, n, 2, np.inf, 0))
+    tables.append(_set_table(A, n, 2, np.inf, 0, tables[-1]))
+    set_cuts = list(set_cuts or ()) + [None] * (len(SET_BYTES) - len(set_cuts or ()))
     for size, (max_bytes, cut) in enumerate(zip(SET_BYTES, set_cuts), start=3):
-        tables.append(_set_table(A, n, size, max_bytes, cut))
+        tables.append(_set_table(A, n, size, max_bytes, cut, tables[-1]))
     T, off, cut, start, sets = zip(*tables)
     return dict(T=tuple(T), off=np.array(off, np.int64), cut=np.array(cut, np.int64), start=np.stack(start),
                 sets=tuple(sets), QB=_suffix_bound_tables(A, n, kmax))
