@@ -39,15 +39,16 @@ subset in lexicographic order needs a strictly better score: the tie rule).  The
 pass appends each utterance to the lists of the children where it is open.
 
 The last levels are not expanded.  Their leaves are counted by passes over the node's
-list, vectorised over *lanes* (int16, stride 1): a node with three picks left reads the
-run of lanes of a table of triple sums ``TA[u, j, t] = a[u, j, a_t] + a[u, j, b_t] +
-a[u, j, c_t]`` that holds all its leaves (triples in lexicographic order, so those of a
-node form a suffix); a node with four picks left makes one pass over children ``i`` x
-triples after ``i``; a narrow node with five picks left, one such pass per child.  The
-triple table is capped in memory (82 MB for 30 trials x 5,531 utterances); trials before
-the cap's ``cut`` use a pair table instead.  A pass counts the not-wrong utterances of
-every leaf per class; a leaf whose count cannot beat the incumbent is dropped (almost
-all are: the incumbents come from a beam search), the others are scored exactly.
+list, vectorised over *lanes* (int16, stride 1): tables ``T[s][u, j, q]`` hold the sum of
+``a[u, j, :]`` over the ``q``-th set of ``s + 1`` trials (lexicographic order, so the sets
+after any trial are a suffix of the lanes).  A node with ``r <= 6`` picks left reads one
+run of ``r``-set lanes for its children (or, for children below the table's ``cut``, one
+run of ``(r-1)``-set lanes per child); a narrow node with seven picks left does so once
+per child.  The tables of sets of 3-6 trials are capped in memory (:data:`SET_BYTES`;
+for 30 trials x 5,531 utterances 176 MB in all), hence the cuts.  A pass counts the
+not-wrong utterances of every leaf per class; a leaf whose count cannot beat the
+incumbent is dropped (almost all are: the incumbents come from a beam search), the
+others are scored exactly.
 
 Sizes ``k > n / 2`` search the complement ``T`` of the subset (size ``n - k``) on the
 negated margins from the root sums over all trials: the same leaves, a shallower tree.
