@@ -226,6 +226,26 @@ def test_float_summation_order_is_the_reference(kernel):
     assert res[3].subset == (0, 1, 2)
 
 
+def test_set_tables_hold_the_sums_of_every_set():
+    # Each lane table, whether extended from the next smaller one or gathered (a cut that
+    # leaves the smaller table too short), holds the sum over its sets, in lexicographic
+    # order, ending at the last lane.
+    from emorepro import fusion_kernels as FK
+
+    rng = np.random.default_rng(5)
+    n = 9
+    A = np.zeros((7, 3, 16), np.int16)
+    A[:, :, :n] = rng.integers(-300, 300, (7, 3, n))
+    for cuts in [(None, None, None, None), (0, 2, 4, 4), (5, 1, 0, 3), (9, 9, 9, 9)]:
+        t = FK._lane_tables(A, n, 4, cuts)
+        for z, (T, off, cut, sets) in enumerate(zip(t["T"], t["off"], t["cut"], t["sets"])):
+            expect = list(itertools.combinations(range(cut, n), z + 1))
+            assert [tuple(s) for s in sets] == expect
+            for q, s in enumerate(expect):
+                np.testing.assert_array_equal(T[:, :, off + q], A[:, :, list(s)].sum(axis=2))
+            assert off + len(expect) == T.shape[2] or z == 0
+
+
 def test_all_utterances_decided():
     # Every trial right everywhere: nothing is left open, every subset scores 100 %.
     labels = np.array([0, 1, 2, 1])
