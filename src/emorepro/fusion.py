@@ -52,7 +52,7 @@ once, so on trials as diverse as the paper's (single trials ~73 % UAR, full inte
 ~77 %) it prunes little: most of the ``C(n, k)`` leaves are still counted, each on a
 list of a few hundred utterances, by int16 vector loops.  On the benchmark's 30 x 5,531
 x 4 trials (``benchmarks/fusion_search.py``, 2 cores): k = 9 in about 1.8 s, every k in
-about 60 s, peak memory about 640 MiB (the lane tables, twice for the complement).
+about 60 s, peak memory about 550 MiB (the lane tables, twice for the complement).
 
 Importing this module imports numba (about 0.5 s); the kernels are compiled on first use
 and cached on disk (``cache=True``): a first-ever call pays 10-20 s of compilation.
