@@ -17,7 +17,6 @@ the jitter come from one ``numpy.random.Generator``; espeak-ng itself is determi
 """
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import subprocess
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import InputError, atomic_path, write_json
+from ..io import InputError, write_json
 
 log = logging.getLogger(__name__)
 
@@ -105,18 +104,26 @@ def _dialogs(session: int) -> list[tuple[str, str]]:
     return d
 
 
-def _espeak(text: str, voice: str, pitch: int, rate: int, amp: int, tmpdir: Path, name: str) -> np.ndarray:
-    out = tmpdir / f"{name}.wav"
-    cmd = ["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(rate), "-a", str(amp), "-w", str(out), text]
+def espeak_wav(text: str, voice: str, pitch: int, rate: int, amp: int, out: Path, *, ssml: bool = False,
+               dtype: str = "float32") -> np.ndarray:
+    """Speak ``text`` (SSML markup with ``ssml``) with espeak-ng into ``out``; its samples at ESPEAK_RATE."""
+    cmd = ["espeak-ng"] + (["-m"] if ssml else []) + [
+        "-v", voice, "-p", str(pitch), "-s", str(rate), "-a", str(amp), "-w", str(out), text]
     try:
         subprocess.run(cmd, check=True, capture_output=True)
     except FileNotFoundError as e:
         raise RuntimeError("espeak-ng is not installed; run scripts/install.sh (apt package espeak-ng)") from e
     import soundfile as sf
+
+    x, sr = sf.read(out, dtype=dtype)
+    assert sr == ESPEAK_RATE, f"espeak-ng wrote {sr} Hz, expected {ESPEAK_RATE}"
+    return x
+
+
+def _espeak(text: str, voice: str, pitch: int, rate: int, amp: int, tmpdir: Path, name: str) -> np.ndarray:
     from scipy.signal import resample_poly
 
-    x, sr = sf.read(out, dtype="float32")
-    assert sr == ESPEAK_RATE, f"espeak-ng wrote {sr} Hz, expected {ESPEAK_RATE}"
+    x = espeak_wav(text, voice, pitch, rate, amp, tmpdir / f"{name}.wav")
     return resample_poly(x, SAMPLE_RATE // 50, ESPEAK_RATE // 50).astype(np.float32)  # 22.05k -> 16k
 
 

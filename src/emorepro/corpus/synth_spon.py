@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from ..io import InputError, write_csv, write_json
-from .synth import ESPEAK_RATE, PROSODY, SAMPLE_RATE
+from .synth import ESPEAK_RATE, PROSODY, SAMPLE_RATE, espeak_wav
 
 log = logging.getLogger(__name__)
 
@@ -123,16 +122,7 @@ def telephone_channel(x: np.ndarray, sr: int, rng: np.random.Generator, noise_db
 
 def _espeak_ssml(text: str, voice: str, pitch: int, rate: int, amp: int, prange: float, out: Path) -> np.ndarray:
     ssml = f'<speak><prosody range="{prange:.0f}%">{escape(text)}</prosody></speak>'
-    cmd = ["espeak-ng", "-m", "-v", voice, "-p", str(pitch), "-s", str(rate), "-a", str(amp), "-w", str(out), ssml]
-    try:
-        subprocess.run(cmd, check=True, capture_output=True)
-    except FileNotFoundError as e:
-        raise RuntimeError("espeak-ng is not installed; run scripts/install.sh (apt package espeak-ng)") from e
-    import soundfile as sf
-
-    x, sr = sf.read(out, dtype="float64")
-    assert sr == ESPEAK_RATE, f"espeak-ng wrote {sr} Hz, expected {ESPEAK_RATE}"
-    return x
+    return espeak_wav(ssml, voice, pitch, rate, amp, out, ssml=True, dtype="float64")
 
 
 def plan_spon(cfg: SponSynthConfig) -> list[dict]:
