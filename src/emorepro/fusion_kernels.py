@@ -324,7 +324,6 @@ class Scratch:
         S = len(t.T)
         cnt = np.int16 if U < _QMAX else np.int32  # per-class counts of list members
         d = kmax + 1
-        self.key = (id(t), kmax)
         self.arrays = (
             np.zeros((d, U + 1), np.int32),  # O: utterances of the list at each depth
             np.zeros((d, U + 1, J3), np.int16),  # P: their partial sums
@@ -348,6 +347,23 @@ class Scratch:
 # --------------------------------------------------------------------------------------
 # Passes over a list (vectorised over the lanes: children or pairs)
 # --------------------------------------------------------------------------------------
+@numba.njit(cache=True, nogil=True)
+def _min_rows(R, Pd, o, A, u, c1, c2, b0, W, out):
+    """Generic-J path: out[q] = min_j(P[o, j] + A[u, j, c1] + A[u, j, c2] + R[j, q]) for
+    b0 <= q < W (no A term for a column < 0)."""
+    out[b0:W] = _BIG
+    for j in range(R.shape[0]):
+        pj = np.int64(Pd[o, j])
+        if c1 >= 0:
+            pj += A[u, j, c1]
+        if c2 >= 0:
+            pj += A[u, j, c2]
+        p16 = np.int16(pj)
+        rj = R[j]
+        for q in range(np.uint64(b0), np.uint64(W)):
+            out[q] = min(out[q], np.int16(p16 + rj[q]))
+
+
 @numba.njit(cache=True, nogil=True)
 def _count(Od, Pd, m, cls, T, lost, NL, b0, tmp, A, col):
     """NL[c, q] for lanes q >= b0: number of class-c list members with
@@ -373,12 +389,7 @@ def _count(Od, Pd, m, cls, T, lost, NL, b0, tmp, A, col):
                 NL[c, q] += x > lost
         else:
             row = NL[c]
-            tmp[b0:NW] = _BIG
-            for j in range(J):
-                pj = np.int16(Pd[o, j] + (A[u, j, col] if col >= 0 else 0))
-                aj = T[u, j]
-                for q in range(np.uint64(b0), np.uint64(NW)):
-                    tmp[q] = min(tmp[q], np.int16(pj + aj[q]))
+            _min_rows(T[u], Pd, o, A, u, col, -1, b0, NW, tmp)
             for q in range(np.uint64(b0), np.uint64(NW)):
                 row[q] += tmp[q] > lost
 
@@ -414,19 +425,14 @@ def _count_child_lanes(Od, Pd, m, cls, A, PA, i_lo, i_hi, qb, lost, NL3, tmp, co
             rows = NL3[c]
             for i in range(i_lo, i_hi):
                 b0 = qb[i]
-                tmp[b0:NP] = _BIG
-                for j in range(J):
-                    pj = np.int16(Pd[o, j] + A[u, j, i] + (A[u, j, col] if col >= 0 else 0))
-                    aj = PA[u, j]
-                    for q in range(np.uint64(b0), np.uint64(NP)):
-                        tmp[q] = min(tmp[q], np.int16(pj + aj[q]))
+                _min_rows(PA[u], Pd, o, A, u, i, col, b0, NP, tmp)
                 row = rows[i]
                 for q in range(np.uint64(b0), np.uint64(NP)):
                     row[q] += tmp[q] > lost
 
 
 @numba.njit(cache=True, nogil=True)
-def _bounds(Od, Pd, m, cls, QB, rr, lost, Bf, SU, OP, i_lo, i_hi, CL, CN, f, tmp, tmp2):
+def _bounds(Od, Pd, m, cls, QB, rr, lost, Bf, SU, OP, i_lo, i_hi, CL, CN, f, tmp, tmp2, A):
     """Per child i (lanes >= i_lo // LANE * LANE): SU/OP[c, i] = sure/open class-c members
     of the child; CL[i, :CN[i]] = positions of the child's open members."""
     J, NW = QB.shape[3], QB.shape[4]
@@ -455,15 +461,8 @@ def _bounds(Od, Pd, m, cls, QB, rr, lost, Bf, SU, OP, i_lo, i_hi, CL, CN, f, tmp
         else:
             su = SU[c]
             op = OP[c]
-            tmp[b0:NW] = _BIG
-            tmp2[b0:NW] = _BIG
-            for j in range(J):
-                pj = Pd[o, j]
-                hj = QB[rr, u, 0, j]
-                lj = QB[rr, u, 1, j]
-                for i in range(np.uint64(b0), np.uint64(NW)):
-                    tmp[i] = min(tmp[i], np.int16(pj + hj[i]))
-                    tmp2[i] = min(tmp2[i], np.int16(pj + lj[i]))
+            _min_rows(QB[rr, u, 0], Pd, o, A, u, -1, -1, b0, NW, tmp)
+            _min_rows(QB[rr, u, 1], Pd, o, A, u, -1, -1, b0, NW, tmp2)
             for i in range(np.uint64(b0), np.uint64(NW)):
                 s = tmp2[i] >= Bf
                 q = (tmp[i] > lost) & (tmp2[i] < Bf)
@@ -645,7 +644,7 @@ def branch_and_bound(T, off, cut, start, sets, QB, L, y, W, Bf, Ptot, comp, kban
             continue
         if fresh:
             _bounds(O[d], P[d], m, cls, QB, r - 1, lost, bf, SU[d], OP[d], i_lo, i_hi, CL[d], CN[d],
-                    f, tmp, tmp2)
+                    f, tmp, tmp2, A)
             cur[d] = i_lo
         # Next child whose bound beats the incumbent.
         i = cur[d]
