@@ -23,9 +23,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from ..io import InputError
 from .copies import seeded_rng
@@ -56,7 +56,7 @@ class BackTranslationConfig:
     demo: dict | None = None             # tiny random-init checkpoint built by the pipeline (config only)
 
     @classmethod
-    def from_dict(cls, d: dict, key: str = "back_translation") -> "BackTranslationConfig":
+    def from_dict(cls, d: dict, key: str = "back_translation") -> BackTranslationConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:

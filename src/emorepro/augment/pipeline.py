@@ -12,8 +12,9 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..io import InputError, write_csv, write_json
 from .backtranslate import BackTranslationConfig, back_translate
@@ -31,14 +32,24 @@ CORPUS_COLUMNS = ["utt_id", "wav", "label_raw", "speaker", "gender", "session", 
 SUMMARY = "augment_summary.json"
 
 
+def _torch_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+
+
 def back_translate_corpus(manifest_csv: str, out_csv: str, *, seed: int, back_translation: Mapping[str, Any],
-                          key: str = "augment", progress: bool = True) -> dict:
-    """Plan the copies of ``manifest_csv``'s labelled utterances and give each its text (``texts.csv``)."""
+                          threads: int = 1, key: str = "augment", progress: bool = True) -> dict:
+    """Plan the copies of ``manifest_csv``'s labelled utterances and give each its text (``texts.csv``).
+
+    ``threads``: torch threads of the ``nllb`` backend."""
     import pandas as pd
 
     manifest = pd.read_csv(manifest_csv, keep_default_na=False)
     plan = plan_copies(manifest, seed=seed, where=str(manifest_csv))
     cfg = BackTranslationConfig.from_dict(dict(back_translation), f"{key}.back_translation")
+    if cfg.backend == "nllb":
+        _torch_threads(threads)
     if cfg.per_copy:
         keys, texts = list(plan["aug_id"]), list(plan["text_source"])
     else:  # one text per source, shared by its copies (the authors' single AugmentedText column)
@@ -65,12 +76,12 @@ def _owned(out_dir: Path) -> bool:
 
 
 def synthesize_corpus(texts_csv: str, manifest_csv: str, out_csv: str, *, seed: int, tts: Mapping[str, Any],
-                      sample_rate: int = 16_000, key: str = "augment", progress: bool = True) -> dict:
+                      sample_rate: int = 16_000, threads: int = 1, key: str = "augment", progress: bool = True) -> dict:
     """Speak every copy of ``texts_csv``; write the augmented corpus into ``out_csv``'s directory.
 
     The directory (``corpus.csv``, ``copies.csv``, ``wav/``, :data:`SUMMARY`) is built next to the
     target and renamed into place when complete; an existing directory is replaced only if this
-    step wrote it.
+    step wrote it.  ``threads``: parallel espeak-ng processes, or torch threads of ``yourtts``.
     """
     import pandas as pd
     import soundfile as sf
@@ -89,11 +100,9 @@ def synthesize_corpus(texts_csv: str, manifest_csv: str, out_csv: str, *, seed: 
     manifest = pd.read_csv(manifest_csv, keep_default_na=False)
     cfg = TTSConfig.from_dict(dict(tts), f"{key}.tts")
     speakers = dict(zip(plan["target_speaker"], plan["target_gender"]))
-    backend = make_tts(cfg, speakers, seed=seed, sample_rate=sample_rate, key=f"{key}.tts")
     if cfg.backend == "yourtts":
-        import torch
-
-        torch.set_num_threads(max(1, cfg.threads))
+        _torch_threads(threads)
+    backend = make_tts(cfg, speakers, seed=seed, sample_rate=sample_rate, key=f"{key}.tts")
     backend_info = backend.prepare(manifest, plan)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -109,12 +118,12 @@ def synthesize_corpus(texts_csv: str, manifest_csv: str, out_csv: str, *, seed: 
             sf.write(stage / "wav" / f"{r['aug_id']}.wav", x, sample_rate, subtype="PCM_16")
             return round(len(x) / sample_rate, 6)
 
-        bar = dict(total=len(rows), desc=f"speaking copies ({cfg.backend})", unit="utt", disable=not progress,
-                   mininterval=5)
-        if cfg.backend == "espeak" and cfg.threads > 1:
+        bar = {"total": len(rows), "desc": f"speaking copies ({cfg.backend})", "unit": "utt", "disable": not progress,
+               "mininterval": 5}
+        if cfg.backend == "espeak" and threads > 1:
             from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(max_workers=cfg.threads) as pool:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
                 durations = list(tqdm(pool.map(render, rows), **bar))
         else:
             durations = [render(r) for r in tqdm(rows, **bar)]

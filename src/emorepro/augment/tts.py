@@ -26,11 +26,10 @@ import dataclasses
 import logging
 import shutil
 import subprocess
-import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -68,12 +67,11 @@ class TTSConfig:
     speaker_embedding: str = "same_label"
     voices: dict | None = None          # espeak: speaker -> espeak-ng voice; null = seeded by gender
     noise_db: float = -45.0             # espeak: white-noise floor (as the synthetic corpus)
-    threads: int = 2                    # espeak: parallel espeak-ng processes
     device: str | None = None           # yourtts: cuda if available, else cpu
     demo: dict | None = None            # tiny random-init checkpoint built by the pipeline (config only)
 
     @classmethod
-    def from_dict(cls, d: dict, key: str = "tts") -> "TTSConfig":
+    def from_dict(cls, d: dict, key: str = "tts") -> TTSConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -118,7 +116,7 @@ class EspeakTTS:
         self.cfg, self.sr, self.seed, self.key = cfg, sample_rate, seed, key
         self.voices = self._voices(speakers)
         for v in sorted(set(self.voices.values())):
-            r = subprocess.run(["espeak-ng", "-v", v, "-q", "a"], capture_output=True, text=True)
+            r = subprocess.run(["espeak-ng", "-v", v, "-q", "a"], capture_output=True, text=True, check=False)
             if r.returncode != 0:
                 raise InputError(f"config: {key}.voices: espeak-ng has no voice {v!r} ({r.stderr.strip()})")
 
@@ -283,10 +281,8 @@ def make_tts(cfg: TTSConfig, speakers: Mapping[str, str], *, seed: int, sample_r
 
 def espeak_version() -> str | None:
     try:
-        return subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.strip() or None
+        return subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True,
+                              check=False).stdout.strip() or None
     except OSError:
         return None
 
-
-def tmp_dir(parent: Path) -> tempfile.TemporaryDirectory:
-    return tempfile.TemporaryDirectory(dir=parent, prefix=".tts-")
