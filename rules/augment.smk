@@ -3,67 +3,8 @@
 # A corpus with an `augment:` block (config corpora.<name>.augment) is made here; nothing runs unless a job
 # needs it (an experiment that trains with ACL asks for it through augment_inputs()).
 
-AUGMENTED_CORPORA = _names_regex(n for n, c in config["corpora"].items() if c.get("augment"))
 
-for _name, _c in config["corpora"].items():
-    if _c.get("augment"):
-        _src = _c["augment"]["source"]
-        _require(_src in config["corpora"] and not is_union(_src) and not config["corpora"][_src].get("augment"),
-                 f"corpora.{_name}.augment.source", f"{_src!r} is not a (non-union, non-augmented) key of corpora")
-        _require(_c["format"] == "generic_csv", f"corpora.{_name}.format", "an augmented corpus is generic_csv")
-
-
-def augment_spec(corpus):
-    return config["corpora"][corpus]["augment"]
-
-
-def augment_demo_dir(corpus, backend):
-    return f"{RESULTS}/checkpoints/demo_augment/{corpus}/{backend}"
-
-
-def augment_backend(corpus, stage):
-    """corpora.<corpus>.augment.<stage> (back_translation | tts); a demo model's checkpoint is its rule's output."""
-    spec = dict(augment_spec(corpus)[stage])
-    if spec.get("demo"):
-        spec["checkpoint"] = augment_demo_dir(corpus, spec["backend"])
-    return spec
-
-
-def _augment_checkpoint_input(corpus, stage):
-    spec = augment_spec(corpus)[stage]
-    if spec.get("demo"):
-        return {"checkpoint": f"{augment_demo_dir(corpus, spec['backend'])}/demo_checkpoint.json"}
-    return {}
-
-
-def back_translate_inputs(wc):
-    return {"manifest": f"{RESULTS}/{augment_spec(wc.corpus)['source']}/manifest.csv",
-            **_augment_checkpoint_input(wc.corpus, "back_translation")}
-
-
-def synthesize_inputs(wc):
-    return {"texts": f"{RESULTS}/{wc.corpus}/back_translation/texts.csv",
-            "manifest": f"{RESULTS}/{augment_spec(wc.corpus)['source']}/manifest.csv",
-            **_augment_checkpoint_input(wc.corpus, "tts")}
-
-
-def augment_demo_checkpoint_inputs(wc):
-    if wc.backend == "nllb":  # the tiny tokenizer is trained on the source corpus's transcripts
-        return {"manifest": f"{RESULTS}/{augment_spec(wc.corpus)['source']}/manifest.csv"}
-    return {}
-
-
-def augment_inputs(corpus, inputs):
-    """What a training run with ACL reads of the augmented corpus ``corpus``: its manifest, the copies
-    sidecar (copy -> source, for emorepro.augment.allowed_copies) and its feature caches, one per
-    role -> encoder of ``inputs`` (keys aug_manifest, aug_copies, aug_cache_<role>)."""
-    return {"aug_manifest": f"{RESULTS}/{corpus}/manifest.csv",
-            "aug_copies": f"{RESULTS}/{corpus}/tts/copies.csv",
-            **{f"aug_cache_{role}": feature_cache(corpus, enc) for role, enc in inputs.items()}}
-
-
-def _uses_gpu(corpus, stage, backend):
-    return int(augment_spec(corpus)[stage]["backend"] == backend)
+include: "augment_common.smk"
 
 
 rule back_translate:
@@ -71,23 +12,23 @@ rule back_translate:
         unpack(back_translate_inputs),
     output:
         texts=f"{RESULTS}/{{corpus}}/back_translation/texts.csv",
+    log:
+        f"{RESULTS}/logs/back_translate/{{corpus}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/back_translate/{{corpus}}.tsv"
     wildcard_constraints:
         corpus=AUGMENTED_CORPORA,
-    params:
-        source=lambda wc: augment_spec(wc.corpus)["source"],
-        seed=lambda wc: augment_spec(wc.corpus)["seed"],
-        back_translation=lambda wc: augment_backend(wc.corpus, "back_translation"),
+    conda:
+        "../envs/augment.yaml"
     threads: 2
     resources:
         gpu=lambda wc: _uses_gpu(wc.corpus, "back_translation", "nllb"),
         mem_mb=8000,
         runtime=120,
-    log:
-        f"{RESULTS}/logs/back_translate/{{corpus}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/back_translate/{{corpus}}.tsv"
-    conda:
-        "../envs/augment.yaml"
+    params:
+        source=lambda wc: augment_spec(wc.corpus)["source"],
+        seed=lambda wc: augment_spec(wc.corpus)["seed"],
+        back_translation=lambda wc: augment_backend(wc.corpus, "back_translation"),
     script:
         "../workflow/scripts/back_translate.py"
 
@@ -98,24 +39,24 @@ rule synthesize:
     output:
         corpus=f"{RESULTS}/{{corpus}}/tts/corpus.csv",
         copies=f"{RESULTS}/{{corpus}}/tts/copies.csv",
+    log:
+        f"{RESULTS}/logs/synthesize/{{corpus}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/synthesize/{{corpus}}.tsv"
     wildcard_constraints:
         corpus=AUGMENTED_CORPORA,
-    params:
-        source=lambda wc: augment_spec(wc.corpus)["source"],
-        seed=lambda wc: augment_spec(wc.corpus)["seed"],
-        tts=lambda wc: augment_backend(wc.corpus, "tts"),
-        sample_rate=lambda wc: config["corpora"][wc.corpus]["sample_rate"],
+    conda:
+        "../envs/augment.yaml"
     threads: 2
     resources:
         gpu=lambda wc: _uses_gpu(wc.corpus, "tts", "yourtts"),
         mem_mb=8000,
         runtime=720,
-    log:
-        f"{RESULTS}/logs/synthesize/{{corpus}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/synthesize/{{corpus}}.tsv"
-    conda:
-        "../envs/augment.yaml"
+    params:
+        source=lambda wc: augment_spec(wc.corpus)["source"],
+        seed=lambda wc: augment_spec(wc.corpus)["seed"],
+        tts=lambda wc: augment_backend(wc.corpus, "tts"),
+        sample_rate=lambda wc: config["corpora"][wc.corpus]["sample_rate"],
     script:
         "../workflow/scripts/synthesize.py"
 
@@ -126,15 +67,18 @@ rule augment_demo_checkpoint:
         unpack(augment_demo_checkpoint_inputs),
     output:
         done=f"{RESULTS}/checkpoints/demo_augment/{{corpus}}/{{backend}}/demo_checkpoint.json",
+    log:
+        f"{RESULTS}/logs/augment_demo_checkpoint/{{corpus}}/{{backend}}.log",
     wildcard_constraints:
         corpus=AUGMENTED_CORPORA,
         backend="nllb|yourtts",
-    params:
-        seed=lambda wc: next(augment_spec(wc.corpus)[s]["demo"]["seed"] for s in ("back_translation", "tts")
-                             if augment_spec(wc.corpus)[s]["backend"] == wc.backend),
-    log:
-        f"{RESULTS}/logs/augment_demo_checkpoint/{{corpus}}/{{backend}}.log",
     conda:
         "../envs/augment.yaml"
+    params:
+        seed=lambda wc: next(
+            augment_spec(wc.corpus)[s]["demo"]["seed"]
+            for s in ("back_translation", "tts")
+            if augment_spec(wc.corpus)[s]["backend"] == wc.backend
+        ),
     script:
         "../workflow/scripts/augment_demo_checkpoint.py"
