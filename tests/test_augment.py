@@ -390,3 +390,26 @@ def test_steps_record_provenance_and_trace_walks_a_copy_back_to_its_source(small
     src_wav.write_bytes(src_wav.read_bytes()[:-2] + b"\x00\x01")
     assert main(["trace-utt", str(aug / "manifest.csv"), copy_id]) == 1
     assert re.search(r"wav .*\[MISMATCH\]", capsys.readouterr().out)
+
+
+# --------------------------------------------------------------------------- the rules
+
+def test_dry_run_plans_the_augmentation_stage_for_the_augmented_corpus(tmp_path):
+    from tests.workflow_utils import make_workdir, run_snakemake
+
+    wd = make_workdir(tmp_path)
+    out = run_snakemake(wd, "-n", "results/iemocap_aug/manifest.csv", "--configfile", "config/demo.yaml").stdout
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1], re.M))
+    assert stats == {"synth_corpus": "1", "ingest": "2", "back_translate": "1", "synthesize": "1", "total": "5"}
+    assert "input: results/iemocap_aug/tts/corpus.csv" in out
+    # The real config (roots filled in): NLLB and YourTTS from local checkpoints, each on a GPU.
+    (wd / "real.yaml").write_text("corpora:\n  iemocap: {root: /data/IEMOCAP_full_release}\n"
+                                  "  spon: {root: /data/spon.csv}\n")
+    out = run_snakemake(wd, "-n", "-p", "results/iemocap_aug/manifest.csv", "--configfile", "config/config.yaml",
+                        "real.yaml").stdout
+    assert re.search(r"rule back_translate:(?:(?!\nrule ).)*gpu=1", out, re.S)
+    assert re.search(r"rule synthesize:(?:(?!\nrule ).)*gpu=1", out, re.S)
+    # A wrong source corpus names the key.
+    (wd / "bad.yaml").write_text("corpora:\n  iemocap_aug:\n    augment: {source: nope}\n")
+    r = run_snakemake(wd, "-n", "--configfile", "config/demo.yaml", "bad.yaml", check=False)
+    assert r.returncode != 0 and "corpora.iemocap_aug.augment.source" in r.stdout + r.stderr
