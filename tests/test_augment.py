@@ -12,7 +12,11 @@ import pytest
 import soundfile as sf
 
 from emorepro.augment import allowed_copies, source_of
-from emorepro.augment.backtranslate import BackTranslationConfig, Paraphraser, back_translate
+from emorepro.augment.backtranslate import (
+    BackTranslationConfig,
+    Paraphraser,
+    back_translate,
+)
 from emorepro.augment.copies import plan_copies, seeded_rng
 from emorepro.augment.pipeline import back_translate_corpus, synthesize_corpus
 from emorepro.augment.tts import TTSConfig, make_tts
@@ -99,6 +103,28 @@ def test_no_fold_trains_on_copies_of_held_out_speakers_or_utterances(manifest, p
         assert got == set(of_train.loc[~voiced_by_held, "aug_id"])
         if scheme == "loso5" and val == "none":
             assert {len(v) for v in allowed.values()} == {3}
+
+
+def test_one_copy_per_epoch_is_drawn_from_the_allowed_ones(manifest, plan):
+    from emorepro.augment import choose_copies
+
+    allowed = allowed_copies(plan, make_folds(manifest, "loso5", "none"), 3)
+    picks = [choose_copies(allowed, seed=1, epoch=e) for e in range(6)]
+    assert all(set(p) == set(allowed) and all(c in allowed[u] for u, c in p.items()) for p in picks)
+    assert picks[0] == choose_copies(allowed, seed=1, epoch=0)
+    u = next(iter(allowed))
+    assert len({p[u] for p in picks}) > 1 or len({p[v] for p in picks for v in list(allowed)[:5]}) > 1
+    sub = {u: allowed[u]}
+    assert choose_copies(sub, seed=1, epoch=4)[u] == picks[4][u]  # independent of the other utterances
+
+
+def test_the_fold_interface_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, emorepro.augment as a; a.allowed_copies; a.choose_copies; "
+            "import emorepro.augment.copies; assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_allowed_copies_reads_the_augmented_manifest_with_the_source_manifest(manifest, plan):
@@ -351,7 +377,6 @@ def test_tiny_yourtts_speaks_copies_with_same_class_d_vectors(manifest, tiny_you
 def test_steps_record_provenance_and_trace_walks_a_copy_back_to_its_source(small_manifest, tmp_path, capsys):
     from emorepro import steps
     from emorepro.cli import main
-
     from emorepro.provenance import write_provenance
 
     src_dir = tmp_path / "src"
@@ -380,6 +405,17 @@ def test_steps_record_provenance_and_trace_walks_a_copy_back_to_its_source(small
     bt = json.loads((aug / "back_translation" / "texts.csv.prov.json").read_text())
     assert bt["rule"] == "back_translate" and bt["back_translation"]["backend"] == "paraphrase"
 
+    # The table trace (emorepro trace) walks the augmented manifest down to the source corpus's raw files.
+    from emorepro.provenance import _walk
+
+    lines: list[str] = []
+    assert _walk(str(aug / "manifest.csv"), lines, "", set(), 2)
+    records = [ln.split()[:2] for ln in lines if not ln.lstrip().startswith(("<-", "("))]
+    assert records[:2] == [["ingest", str(aug / "manifest.csv")], ["synthesize", str(aug / "tts" / "corpus.csv")]]
+    assert ["ingest", str(src_dir / "manifest.csv")] in records and ["back_translate", str(
+        aug / "back_translation" / "texts.csv")] in records
+    assert any(str(src_dir / "wav") in ln for ln in lines)  # down to the source's raw wavs
+
     copy_id = pd.read_csv(aug / "manifest.csv")["utt_id"].iloc[5]
     assert main(["trace-utt", str(aug / "manifest.csv"), copy_id]) == 0
     out = capsys.readouterr().out
@@ -399,7 +435,7 @@ def test_dry_run_plans_the_augmentation_stage_for_the_augmented_corpus(tmp_path)
 
     wd = make_workdir(tmp_path)
     out = run_snakemake(wd, "-n", "results/iemocap_aug/manifest.csv", "--configfile", "config/demo.yaml").stdout
-    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1], re.M))
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1], re.MULTILINE))
     assert stats == {"synth_corpus": "1", "ingest": "2", "back_translate": "1", "synthesize": "1", "total": "5"}
     assert "input: results/iemocap_aug/tts/corpus.csv" in out
     # The real config (roots filled in): NLLB and YourTTS from local checkpoints, each on a GPU.
@@ -407,8 +443,8 @@ def test_dry_run_plans_the_augmentation_stage_for_the_augmented_corpus(tmp_path)
                                   "  spon: {root: /data/spon.csv}\n")
     out = run_snakemake(wd, "-n", "-p", "results/iemocap_aug/manifest.csv", "--configfile", "config/config.yaml",
                         "real.yaml").stdout
-    assert re.search(r"rule back_translate:(?:(?!\nrule ).)*gpu=1", out, re.S)
-    assert re.search(r"rule synthesize:(?:(?!\nrule ).)*gpu=1", out, re.S)
+    assert re.search(r"rule back_translate:(?:(?!\nrule ).)*gpu=1", out, re.DOTALL)
+    assert re.search(r"rule synthesize:(?:(?!\nrule ).)*gpu=1", out, re.DOTALL)
     # A wrong source corpus names the key.
     (wd / "bad.yaml").write_text("corpora:\n  iemocap_aug:\n    augment: {source: nope}\n")
     r = run_snakemake(wd, "-n", "--configfile", "config/demo.yaml", "bad.yaml", check=False)

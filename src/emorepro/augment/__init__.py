@@ -11,7 +11,8 @@ feature cache like any corpus, so nothing is encoded twice and every copy is aud
   K copies per labelled utterance, one per *other* session, each voiced by a (seeded) speaker
   of that session; in fold k a training utterance may use only the copies that are not voiced by
   a speaker held out of fold k's training (test or validation) and not derived from a held-out
-  utterance (:func:`allowed_copies`).  One augmentation run serves every fold.
+  utterance (:func:`allowed_copies`); :func:`choose_copies` draws one per utterance and epoch.
+  One augmentation run serves every fold.
 * :mod:`.backtranslate`: ``nllb`` (NLLB-200 en -> fr -> en, sampled, seeded), ``paraphrase``
   (offline rewording that keeps the emotion words; *not* back-translation) or ``none``.
 * :mod:`.tts`: ``yourtts`` (coqui-tts YourTTS, d-vector = mean speaker-encoder embedding of the
@@ -28,6 +29,13 @@ Outputs of an augmented corpus ``<aug>`` (config ``corpora.<aug>.augment``)::
     results/<aug>/tts/copies.csv               sidecar: every copy -> its source, speakers, texts
     results/<aug>/tts/wav/<utt_id>.wav          16 kHz PCM
 """
-from .copies import COPY_SEP, allowed_copies, aug_id, read_copies, source_of
+from .copies import (
+    COPY_SEP,
+    allowed_copies,
+    aug_id,
+    choose_copies,
+    read_copies,
+    source_of,
+)
 
-__all__ = ["COPY_SEP", "allowed_copies", "aug_id", "read_copies", "source_of"]
+__all__ = ["COPY_SEP", "allowed_copies", "aug_id", "choose_copies", "read_copies", "source_of"]

@@ -179,3 +179,13 @@ def allowed_copies(copies, folds, fold: int, *, manifest=None) -> dict[str, list
         if src in out:
             out[src].append(cid)
     return {u: sorted(v) for u, v in out.items()}
+
+
+def choose_copies(allowed: Mapping[str, list[str]], *, seed: int, epoch: int) -> dict[str, str]:
+    """One allowed copy per training utterance for one epoch (seeded by seed, epoch and utterance).
+
+    ``allowed`` is :func:`allowed_copies`' result; utterances without an allowed copy are left out.
+    The choice of an utterance does not depend on the other utterances, the batch order or the device.
+    """
+    return {u: cs[int(seeded_rng(seed, "epoch", str(epoch), u).integers(len(cs)))]
+            for u, cs in allowed.items() if cs}
