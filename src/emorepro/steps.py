@@ -248,18 +248,6 @@ def fusion(trials: Mapping[str, Sequence[str]], *, ks, honest_ks, out_csv: str, 
                      started=started)
 
 
-def _versions(*names: str) -> dict[str, str | None]:
-    from importlib import metadata
-
-    out: dict[str, str | None] = {}
-    for n in names:
-        try:
-            out[n] = metadata.version(n)
-        except metadata.PackageNotFoundError:
-            out[n] = None
-    return out
-
-
 def back_translate(manifest_csv: str, out_csv: str, *, corpus: str, source: str, seed: int,
                    back_translation: Mapping[str, Any], threads: int = 1) -> None:
     """MMER augmentation, step 1: plan the copies of ``source``'s utterances and back-translate their text."""
@@ -275,7 +263,7 @@ def back_translate(manifest_csv: str, out_csv: str, *, corpus: str, source: str,
     write_provenance(out_csv, rule="back_translate", seed=seed,
                      params={"corpus": corpus, "source": source, "back_translation": bt}, inputs=inputs,
                      outputs=[out_csv], started=started,
-                     extra={"back_translation": info, "versions": _versions("transformers", "tokenizers")})
+                     extra={"back_translation": info})
 
 
 def synthesize(texts_csv: str, manifest_csv: str, out_csv: str, *, corpus: str, source: str, seed: int,
@@ -293,7 +281,12 @@ def synthesize(texts_csv: str, manifest_csv: str, out_csv: str, *, corpus: str, 
     inputs: dict[str, Any] = {"texts": texts_csv, "source_manifest": manifest_csv}
     if cfg.get("backend") == "yourtts":
         inputs["checkpoint"] = cfg["checkpoint"]
-    versions = _versions("coqui-tts", "torch") if cfg.get("backend") == "yourtts" else {"espeak-ng": espeak_version()}
+    if cfg.get("backend") == "yourtts":  # torch's version is in every record's `packages`
+        from importlib import metadata
+
+        versions = {"coqui-tts": metadata.version("coqui-tts")}
+    else:
+        versions = {"espeak-ng": espeak_version()}
     write_provenance(out_csv, rule="synthesize", seed=seed,
                      params={"corpus": corpus, "source": source, "tts": cfg, "sample_rate": sample_rate},
                      inputs=inputs, outputs=[out_csv, copies, out_dir / SUMMARY, *sorted((out_dir / "wav").glob("*.wav"))],

@@ -57,14 +57,19 @@ class BackTranslationConfig:
 
     @classmethod
     def from_dict(cls, d: dict, key: str = "back_translation") -> BackTranslationConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise InputError(f"config: {key}: unknown key(s) {unknown}; known: {sorted(names)}")
-        cfg = cls(**d)
-        if cfg.backend not in BACKENDS:
-            raise InputError(f"config: {key}.backend: {cfg.backend!r} is not one of {list(BACKENDS)}")
-        return cfg
+        return config_from_dict(cls, d, key, BACKENDS)
+
+
+def config_from_dict(cls, d: dict, key: str, backends: Sequence[str]):
+    """A backend config dataclass from its config block; unknown keys and backends name ``key``."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise InputError(f"config: {key}: unknown key(s) {unknown}; known: {sorted(names)}")
+    cfg = cls(**d)
+    if cfg.backend not in backends:
+        raise InputError(f"config: {key}.backend: {cfg.backend!r} is not one of {list(backends)}")
+    return cfg
 
 
 def _norm(text: str) -> str:

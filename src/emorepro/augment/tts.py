@@ -22,7 +22,6 @@ Both return float32 mono audio at the corpus rate (16 kHz), resampled with ``res
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 import subprocess
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import InputError
+from .backtranslate import config_from_dict
 from .copies import seeded_rng
 
 log = logging.getLogger(__name__)
@@ -72,13 +72,7 @@ class TTSConfig:
 
     @classmethod
     def from_dict(cls, d: dict, key: str = "tts") -> TTSConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise InputError(f"config: {key}: unknown key(s) {unknown}; known: {sorted(names)}")
-        cfg = cls(**d)
-        if cfg.backend not in BACKENDS:
-            raise InputError(f"config: {key}.backend: {cfg.backend!r} is not one of {list(BACKENDS)}")
+        cfg = config_from_dict(cls, d, key, BACKENDS)
         if cfg.speaker_embedding not in SPEAKER_EMBEDDINGS:
             raise InputError(f"config: {key}.speaker_embedding: {cfg.speaker_embedding!r} is not one of "
                              f"{list(SPEAKER_EMBEDDINGS)}")
