@@ -189,6 +189,24 @@ def test_paraphrase_of_a_sentence_outside_the_tables_uses_rule_based_rewriting()
     assert para("Hello there.", seeded_rng(0, "x")) == "Hello there."  # nothing to rewrite: unchanged
 
 
+def test_texts_per_source_or_per_copy_and_empty_transcripts(small_manifest, tmp_path):
+    m = pd.read_csv(small_manifest, keep_default_na=False)
+    empty_utt = m.loc[m["label"] != "", "utt_id"].iloc[0]
+    m.loc[m["utt_id"] == empty_utt, "transcript"] = "[LAUGHTER]"
+    write_csv(tmp_path / "m.csv", m)
+    back_translate_corpus(str(tmp_path / "m.csv"), str(tmp_path / "shared.csv"), seed=0,
+                          back_translation={"backend": "paraphrase"}, progress=False)
+    info = back_translate_corpus(str(tmp_path / "m.csv"), str(tmp_path / "own.csv"), seed=0,
+                                 back_translation={"backend": "paraphrase", "per_copy": True}, progress=False)
+    shared = pd.read_csv(tmp_path / "shared.csv", keep_default_na=False)
+    own = pd.read_csv(tmp_path / "own.csv", keep_default_na=False)
+    assert (shared.groupby("source_utt")["text"].nunique() == 1).all()
+    assert (own.groupby("source_utt")["text"].nunique() > 1).sum() > len(own) // 8
+    assert info["n_empty_text"] == 4 and info["per_copy"]
+    e = own[own["source_utt"] == empty_utt]
+    assert (e["text_source"] == "").all() and (e["text"] == "hmm").all() and e["note"].str.contains("empty").all()
+
+
 def test_back_translation_config_rejects_unknown_keys_and_backends():
     with pytest.raises(InputError, match="unknown key"):
         BackTranslationConfig.from_dict({"backend": "nllb", "beam": 4}, "corpora.x.augment.back_translation")
