@@ -54,7 +54,8 @@ for _name, _c in config["corpora"].items():
             _require(config["corpora"][_m]["style"], f"corpora.{_m}.style",
                      f"required for a member of the union corpus {_name!r} (e.g. acted, spontaneous)")
         continue
-    _require(_c["root"] or _c["synth"], f"corpora.{_name}.root", "required (path to IEMOCAP_full_release) unless `synth` is set")
+    _require(_c["root"] or _c["synth"] or _c.get("augment"), f"corpora.{_name}.root",
+             "required (path to IEMOCAP_full_release) unless `synth` or `augment` is set")
 for _paper, _variants in config["experiments"].items():
     for _variant, _e in _variants.items():
         _key = f"experiments.{_paper}.{_variant}"
@@ -78,6 +79,8 @@ for _t, _spec in config["tables"].items():
 
 def corpus_root(corpus):
     c = config["corpora"][corpus]
+    if c.get("augment"):  # made by rule synthesize (rules/augment.smk)
+        return f"{RESULTS}/{corpus}/tts/corpus.csv"
     if c["synth"] and c["format"] == "generic_csv":
         return f"{RESULTS}/{corpus}/synth/generic_csv/corpus.csv"
     if c["synth"]:
@@ -88,7 +91,7 @@ def corpus_root(corpus):
 def corpus_inputs(wildcards):
     """The generated demo corpus is a rule output; a real corpus is read where it lies."""
     c = config["corpora"][wildcards.corpus]
-    if c["synth"] and c["format"] == "generic_csv":
+    if (c["synth"] and c["format"] == "generic_csv") or c.get("augment"):
         return {"root": corpus_root(wildcards.corpus)}
     if c["synth"]:
         return {"root": f"{corpus_root(wildcards.corpus)}/synth_summary.json"}

@@ -59,6 +59,14 @@ def _trace(a):
     return 0 if ok else 1
 
 
+def _trace_utt(a):
+    from .augment.trace import trace_utterance
+
+    lines, ok = trace_utterance(a.manifest, a.utt_id)
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="emorepro", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true")
@@ -107,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--col", required=True)
     s.add_argument("--max-raw", type=int, default=5, help="raw corpus files printed per input (all are verified)")
     s.set_defaults(func=_trace)
+    s = sub.add_parser("trace-utt", help="one utterance's manifest row and wav; an augmented copy back to its source")
+    s.add_argument("manifest", help="results/<corpus>/manifest.csv")
+    s.add_argument("utt_id", help="e.g. Ses01F_impro01_F000__aug2")
+    s.set_defaults(func=_trace_utt)
 
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s: %(message)s")

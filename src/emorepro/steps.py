@@ -246,3 +246,74 @@ def fusion(trials: Mapping[str, Sequence[str]], *, ks, honest_ks, out_csv: str, 
     write_provenance(out_csv, rule="fusion", params={"trials": {k: list(v) for k, v in trials.items()}, "ks": ks,
                      "honest_ks": honest_ks}, inputs={"predictions": preds}, outputs=[out_csv, out_json],
                      started=started)
+
+
+def back_translate(manifest_csv: str, out_csv: str, *, corpus: str, source: str, seed: int,
+                   back_translation: Mapping[str, Any], threads: int = 1) -> None:
+    """MMER augmentation, step 1: plan the copies of ``source``'s utterances and back-translate their text."""
+    from .augment.pipeline import back_translate_corpus
+
+    started = now()
+    bt = dict(back_translation)
+    info = back_translate_corpus(manifest_csv, out_csv, seed=seed, back_translation=bt, threads=threads,
+                                 key=f"corpora.{corpus}.augment")
+    inputs: dict[str, Any] = {"manifest": manifest_csv}
+    if bt.get("backend") == "nllb":
+        inputs["checkpoint"] = bt["checkpoint"]
+    write_provenance(out_csv, rule="back_translate", seed=seed,
+                     params={"corpus": corpus, "source": source, "back_translation": bt}, inputs=inputs,
+                     outputs=[out_csv], started=started,
+                     extra={"back_translation": info})
+
+
+def synthesize(texts_csv: str, manifest_csv: str, out_csv: str, *, corpus: str, source: str, seed: int,
+               tts: Mapping[str, Any], sample_rate: int = 16_000, threads: int = 1) -> None:
+    """MMER augmentation, step 2: speak every copy; writes the augmented corpus (generic CSV) + copies sidecar."""
+    from .augment.pipeline import SUMMARY, synthesize_corpus
+    from .augment.tts import espeak_version
+
+    started = now()
+    cfg = dict(tts)
+    summary = synthesize_corpus(texts_csv, manifest_csv, out_csv, seed=seed, tts=cfg, sample_rate=sample_rate,
+                                threads=threads, key=f"corpora.{corpus}.augment")
+    out_dir = Path(out_csv).parent
+    copies = out_dir / "copies.csv"
+    inputs: dict[str, Any] = {"texts": texts_csv, "source_manifest": manifest_csv}
+    if cfg.get("backend") == "yourtts":
+        inputs["checkpoint"] = cfg["checkpoint"]
+    if cfg.get("backend") == "yourtts":  # torch's version is in every record's `packages`
+        from importlib import metadata
+
+        versions = {"coqui-tts": metadata.version("coqui-tts")}
+    else:
+        versions = {"espeak-ng": espeak_version()}
+    write_provenance(out_csv, rule="synthesize", seed=seed,
+                     params={"corpus": corpus, "source": source, "tts": cfg, "sample_rate": sample_rate},
+                     inputs=inputs, outputs=[out_csv, copies, out_dir / SUMMARY, *sorted((out_dir / "wav").glob("*.wav"))],
+                     started=started,
+                     extra={"copies": os.fspath(copies), "source_corpus": source, "tts": summary["tts"],
+                            "versions": versions})
+    # The copies sidecar gets its own record too, so that a run reading it can be traced back to the sources.
+    write_provenance(copies, rule="synthesize", seed=seed, params={"corpus": corpus, "source": source, "tts": cfg},
+                     inputs={"texts": texts_csv, "source_manifest": manifest_csv}, outputs=[copies], started=started,
+                     extra={"corpus_csv": os.fspath(out_csv), "source_corpus": source})
+
+
+def augment_demo_checkpoint(done_json: str, *, backend: str, seed: int = 0, manifest_csv: str | None = None) -> None:
+    """A tiny random-init checkpoint of an augmentation backend (``nllb``: tokenizer trained on the transcripts)."""
+    import pandas as pd
+
+    from .augment.demo import make_tiny_nllb, make_tiny_yourtts
+
+    started = now()
+    out_dir = Path(done_json).parent
+    if backend == "nllb":
+        texts = [t for t in pd.read_csv(manifest_csv, keep_default_na=False)["transcript"] if t]
+        make_tiny_nllb(out_dir, seed, texts)
+    elif backend == "yourtts":
+        make_tiny_yourtts(out_dir, seed)
+    else:
+        raise InputError(f"config: augment demo checkpoint: no tiny model for backend {backend!r} (nllb, yourtts)")
+    files = sorted(p for p in out_dir.iterdir() if p.is_file() and not p.name.endswith(".prov.json"))
+    write_provenance(done_json, rule="augment_demo_checkpoint", seed=seed, params={"backend": backend},
+                     inputs={"transcripts": [manifest_csv]} if manifest_csv else None, outputs=files, started=started)
