@@ -80,6 +80,8 @@ def corpus_root(corpus):
     c = config["corpora"][corpus]
     if c["synth"] and c["format"] == "generic_csv":
         return f"{RESULTS}/{corpus}/synth/generic_csv/corpus.csv"
+    if c["synth"] and c["format"] == "jtes":
+        return f"{RESULTS}/{corpus}/synth/jtes_v1.1"
     if c["synth"]:
         return f"{RESULTS}/{corpus}/synth/IEMOCAP_full_release"
     return c["root"]
@@ -217,12 +219,17 @@ def fusion_inputs(wildcards):
     return sorted(f"{d}/predictions.csv" for runs in fusion_trials(wildcards.name).values() for d in runs)
 
 
+def enabled_corpus_tables():
+    return [t for t, spec in config.get("corpus_tables", {}).items() if spec["paper"] in config["papers"]]
+
+
 def enabled_fusions():
     return [n for n, f in config["fusion"].items() if f["paper"] in config["papers"]]
 
 
 def get_final_output():
     tables = [f"{RESULTS}/tables/{t}.tex" for t in enabled_tables()]
+    tables += [f"{RESULTS}/tables/{t}.tex" for t in enabled_corpus_tables()]
     figures = [f"{RESULTS}/figures/confusion/{p}/{v}.pdf" for p, v in table_experiments()]
     # A union corpus's runs test on each member: one confusion matrix per member corpus too.
     figures += [f"{RESULTS}/figures/confusion/{p}/{v}/{m}.pdf" for p, v in table_experiments()
