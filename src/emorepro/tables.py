@@ -380,8 +380,8 @@ def corpus_table_spec(name: str, spec: Mapping[str, Any], corpora: Mapping[str, 
     saying which speakers form its sessions (config ``corpora.<corpus>.sessions``)."""
     from .corpus.jtes import describe_sessions
 
+    check_corpus_table_spec({"name": name, **spec}, corpora)
     out = fill_corpus_table_names({"name": name, **spec}, corpora)
-    check_corpus_table_spec(out, corpora)
     for c in out["columns"]:
         cc = corpora[c["corpus"]]
         if cc.get("format") == "jtes":

@@ -222,9 +222,13 @@ def ingest_jtes(root: str | os.PathLike, policy: LabelPolicy, *, sample_rate: in
     df = df.sort_values("utt_id", kind="stable").reset_index(drop=True)
     if expected_counts:
         expected = dict(expected_counts)
-        own = {k: expected.pop(k) for k in _OWN_COUNTS if k in expected}
-        _check_speaker_counts(df, own, root)
-        check_counts(df, expected, root)
+        own = _speaker_count_diffs(df, {k: expected.pop(k) for k in _OWN_COUNTS if k in expected})
+        try:
+            check_counts(df, expected, root)
+        except InputError as e:
+            raise InputError("\n  ".join([str(e), *own])) from None
+        if own:
+            raise InputError(f"{root}: utterance counts differ from config expected_counts:\n  " + "\n  ".join(own))
     return df
 
 
@@ -238,12 +242,13 @@ def _check_sentence_closed(wav_root: Path, speakers: list[str], read: Mapping[st
             if missing:
                 problems.append(f"{wav_root / spk / emo}: missing sentence(s) " + ", ".join(f"{emo}_{n}" for n in missing))
     if problems:
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise InputError("every speaker must read the same sentences (sentence-closed corpus):\n  "
-                         + "\n  ".join(problems[:20]) + more)
+        more = f"; ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise InputError("; ".join(problems[:10]) + more + " (every speaker reads the same sentences: JTES is "
+                         "sentence-closed)")
 
 
-def _check_speaker_counts(df, expected: Mapping, where) -> None:
+def _speaker_count_diffs(df, expected: Mapping) -> list[str]:
+    """Differences from ``speakers`` (how many) and ``speakers_per_session`` ({F: n, M: n} in every session)."""
     diffs = []
     kept = df[df["label"] != ""]
     spk_gender = kept.groupby("speaker")["gender"].first()
@@ -257,5 +262,4 @@ def _check_speaker_counts(df, expected: Mapping, where) -> None:
             for g in sorted(set(per) | set(have)):
                 if int(per.get(g, 0)) != have.get(g, 0):
                     diffs.append(f"speakers_per_session[{s}][{g}]: expected {per.get(g, 0)}, found {have.get(g, 0)}")
-    if diffs:
-        raise InputError(f"{where}: speaker counts differ from config expected_counts:\n  " + "\n  ".join(diffs))
+    return diffs
