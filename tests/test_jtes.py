@@ -422,3 +422,41 @@ def test_table1_refuses_a_tampered_manifest_and_bad_config(manifests, jtes_root,
     wrong = {**LEE_T1, "columns": [{**LEE_T1["columns"][0], "reported": {"angry": 1}}]}
     with pytest.raises(InputError, match=r"reported: unknown key\(s\) \['angry'\]"):
         corpus_table_spec("lee2023_table1", wrong, CORPORA)
+
+
+# ----------------------------------------------------------------------------------------- workflow
+
+@pytest.mark.slow
+def test_workflow_builds_table1_and_union_folds_and_regenerates_its_own_corpus(tmp_path):
+    """Snakemake from nothing: synthetic JTES -> ingest -> Lee Table 1, and the union folds; a changed seed
+    re-generates the JTES tree over its own (Snakemake deleted synth_summary.json first)."""
+    from tests.workflow_utils import REPO, make_workdir, run_snakemake
+
+    wd = make_workdir(tmp_path)
+    shutil.copy(REPO / "tests" / "config" / "jtes.yaml", wd / "tests_jtes.yaml")
+    cfg = ("--configfile", "config/demo.yaml", "tests_jtes.yaml")
+    targets = ("results/tables/lee2023_table1.tex", "results/iemocap_jtes/folds/member_folds.csv",
+               "results/iemocap_jtes/manifest.csv")
+    run_snakemake(wd, "--cores", "2", *targets, *cfg)
+    man = pd.read_csv(wd / "results/jtes/manifest.csv", keep_default_na=False)
+    assert len(man) == 80 and man["wav"].str.contains("synth/jtes_v1.1/wav/").all()
+    t1 = pd.read_csv(wd / "results/tables/lee2023_table1.csv").set_index(["row", "column"])
+    assert t1.loc[("Happy", "synthetic JTES"), "ours"] == (man["label"] == "hap").sum() == 20
+    iem = pd.read_csv(wd / "results/iemocap/manifest.csv", keep_default_na=False)
+    assert t1.loc[("No. of utterances", "IEMOCAP"), "ours"] == (iem["label"] != "").sum()
+    folds = pd.read_csv(wd / "results/iemocap_jtes/folds/member_folds.csv")
+    union = pd.read_csv(wd / "results/iemocap_jtes/manifest.csv", keep_default_na=False)
+    test = folds[folds["split"] == "test"].merge(union[["utt_id", "corpus", "session"]], on="utt_id")
+    assert (test["fold"] == test["session"].astype(int)).all() and set(test["corpus"]) == {"iemocap", "jtes"}
+    assert "Nothing to be done" in run_snakemake(wd, "-n", *targets, *cfg).stdout
+    plan = run_snakemake(wd, "-n", "--forceall", *cfg).stdout   # the default target (papers: [lee2023]) is Table 1
+    assert "results/tables/lee2023_table1.tex" in plan and "rule train" not in plan
+
+    wav = wd / "results/jtes/synth/jtes_v1.1/wav/f01/ang/f01_ang_01.wav"
+    before = wav.read_bytes()
+    (wd / "seed1.yaml").write_text("corpora:\n  jtes:\n    synth: {seed: 1}\n")
+    run_snakemake(wd, "--cores", "2", *targets, *cfg, "seed1.yaml")
+    assert wav.read_bytes() != before
+    assert not list((wd / "results/jtes/synth").glob(".jtes_v1.1.*")), "no temp tree left behind"
+    side = json.loads((wd / "results/tables/lee2023_table1.tex.prov.json").read_text())
+    assert side["inputs"]["manifest_jtes"][0]["path"] == "results/jtes/manifest.csv"
