@@ -219,6 +219,27 @@ def fusion_inputs(wildcards):
     return sorted(f"{d}/predictions.csv" for runs in fusion_trials(wildcards.name).values() for d in runs)
 
 
+RUN_TABLES = _names_regex(config["tables"])
+CORPUS_TABLES = _names_regex(config.get("corpus_tables", {}))
+
+
+def corpus_table_spec(table):
+    """A corpus table's config: names filled, checked against `corpora`, session notes added."""
+    from emorepro.tables import corpus_table_spec as spec
+
+    return spec(table, config["corpus_tables"][table], config["corpora"])
+
+
+def corpus_table_manifests(table):
+    """Corpus -> its manifest, for every column of a corpus table."""
+    return {c["corpus"]: f"{RESULTS}/{c['corpus']}/manifest.csv" for c in config["corpus_tables"][table]["columns"]}
+
+
+for _t in config.get("corpus_tables", {}):
+    _require(_t not in config["tables"], f"corpus_tables.{_t}", "a table of the same name is in `tables`")
+    corpus_table_spec(_t)  # config errors (unknown corpus, reported keys, class names) stop the parse
+
+
 def enabled_corpus_tables():
     return [t for t, spec in config.get("corpus_tables", {}).items() if spec["paper"] in config["papers"]]
 

@@ -1,46 +1,5 @@
 # Paper tables: LaTeX + CSV + Markdown, reported values beside ours, provenance per cell.
 # `tables` aggregate training runs; `corpus_tables` count manifests (Lee et al. Table 1).
-RUN_TABLES = _names_regex(config["tables"])
-CORPUS_TABLES = _names_regex(config.get("corpus_tables", {}))
-for _t in config.get("corpus_tables", {}):
-    _require(_t not in config["tables"], f"corpus_tables.{_t}", "a table of the same name is in `tables`")
-
-
-def corpus_table_spec(table):
-    """A corpus table's config: names filled, checked against `corpora`, session notes added."""
-    from emorepro.tables import corpus_table_spec as spec
-
-    return spec(table, config["corpus_tables"][table], config["corpora"])
-
-
-def corpus_table_manifests(table):
-    """Corpus -> its manifest, for every column of a corpus table."""
-    return {c["corpus"]: f"{RESULTS}/{c['corpus']}/manifest.csv" for c in config["corpus_tables"][table]["columns"]}
-
-
-for _t in config.get("corpus_tables", {}):
-    corpus_table_spec(_t)  # config errors (unknown corpus, reported keys, class names) stop the parse
-
-
-rule corpus_table:
-    input:
-        lambda wc: sorted(corpus_table_manifests(wc.table).values()),
-    output:
-        tex=report(f"{RESULTS}/tables/{{table}}.tex", category="Tables"),
-        csv=f"{RESULTS}/tables/{{table}}.csv",
-        md=f"{RESULTS}/tables/{{table}}.md",
-    wildcard_constraints:
-        table=CORPUS_TABLES,
-    params:
-        spec=lambda wc: corpus_table_spec(wc.table),
-        manifests=lambda wc: corpus_table_manifests(wc.table),
-    log:
-        f"{RESULTS}/logs/table/{{table}}.log",
-    conda:
-        "../envs/report.yaml"
-    script:
-        "../workflow/scripts/corpus_table.py"
-
 
 
 rule table:
@@ -102,3 +61,23 @@ rule confusion_by_corpus:
         "../envs/report.yaml"
     script:
         "../workflow/scripts/confusion.py"
+
+
+rule corpus_table:
+    input:
+        lambda wc: sorted(corpus_table_manifests(wc.table).values()),
+    output:
+        tex=report(f"{RESULTS}/tables/{{table}}.tex", category="Tables"),
+        csv=f"{RESULTS}/tables/{{table}}.csv",
+        md=f"{RESULTS}/tables/{{table}}.md",
+    wildcard_constraints:
+        table=CORPUS_TABLES,
+    params:
+        spec=lambda wc: corpus_table_spec(wc.table),
+        manifests=lambda wc: corpus_table_manifests(wc.table),
+    log:
+        f"{RESULTS}/logs/table/{{table}}.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/corpus_table.py"
