@@ -5,12 +5,12 @@
 rule table:
     input:
         table_inputs,
-    wildcard_constraints:
-        table=RUN_TABLES,
     output:
         tex=report(f"{RESULTS}/tables/{{table}}.tex", category="Tables"),
         csv=f"{RESULTS}/tables/{{table}}.csv",
         md=f"{RESULTS}/tables/{{table}}.md",
+    wildcard_constraints:
+        table=RUN_TABLES,
     params:
         spec=lambda wc: {"classes": config["classes"], **table_spec(wc.table)},
         runs=lambda wc: table_runs(wc.table),
