@@ -29,6 +29,7 @@ from emorepro.corpus.synth_jtes import (
 )
 from emorepro.io import InputError
 from tests.conftest import DROP, LABEL_MAP
+from tests.test_bad_input import ingest_cli as bad_input_cli
 
 JTES_MAP = {"ang": "ang", "joy": "hap", "neu": "neu", "sad": "sad"}
 POLICY = LabelPolicy(JTES_MAP, frozenset())
@@ -180,14 +181,8 @@ def test_sessions_consecutive_by_default_or_as_configured(jtes_root):
 
 
 def ingest_cli(root, out, capsys, *extra) -> str:
-    """Run `emorepro corpus ingest jtes`, assert it failed cleanly, return its one-line message."""
-    rc = main(["corpus", "ingest", "jtes", str(root), "-o", str(out), *extra])
-    err = capsys.readouterr().err.strip()
-    assert rc == 2
-    assert not out.exists(), "a failed ingest must leave no manifest"
-    assert not list(out.parent.glob(f".{out.name}*")), "no temp file left behind"
-    assert err.startswith("emorepro: error: ") and "\n" not in err
-    return err
+    """`emorepro corpus ingest jtes` fails with one line, leaving no manifest (tests/test_bad_input.py)."""
+    return bad_input_cli(root, out, capsys, "jtes", *extra)
 
 
 def test_cli_ingest_writes_the_manifest(jtes_root, tmp_path):

@@ -1,10 +1,10 @@
 """Where a corpus generator may write: an absent or empty folder, or a corpus it generated itself.
 
-A generator builds its corpus in a temporary folder next to the target and swaps it in at the
-end (:func:`swap_in`), so a failure leaves no partial corpus.  Before it starts it calls
-:func:`check_target`: a non-empty target is replaced only when its marker file (:data:`MARKER`,
-written by :func:`mark`) names the same generator, so a mistyped path can never delete a real
-corpus or anything else the user keeps there (house rule: never delete what you did not create).
+A generator writes its corpus inside :func:`staged_tree`: a temporary folder next to the target
+that is swapped in only when the generator finishes, so a failure leaves no partial corpus.
+Before it starts, :func:`check_target` allows a non-empty target only when its marker file
+(:data:`MARKER`) names the same generator, so a mistyped path can never delete a real corpus or
+anything else the user keeps there (house rule: never delete what you did not create).
 
 The marker is a file of its own, not the corpus's ``synth_summary.json``: that summary is the
 Snakemake rule's declared output, which Snakemake deletes before it re-runs the job, and the
@@ -12,7 +12,10 @@ re-run must still recognise the tree as its own.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..io import InputError, write_json
@@ -46,16 +49,24 @@ def check_target(out_dir: str | Path, generator: str) -> bool:
     return True
 
 
-def mark(stage: str | Path, generator: str) -> None:
-    """Write the marker that lets ``generator`` replace this tree later (and nothing else)."""
-    write_json(Path(stage) / MARKER, {"generator": generator})
+@contextlib.contextmanager
+def staged_tree(out_dir: str | Path, generator: str) -> Iterator[tuple[Path, Path]]:
+    """Yield ``(stage, scratch)``: write the corpus into ``stage``; ``scratch`` is for temporary files.
 
-
-def swap_in(stage: Path, out_dir: Path, trash: Path) -> None:
-    """Move the finished ``stage`` tree to ``out_dir``; an earlier tree there goes to ``trash`` first.
-
-    ``trash`` lies in the caller's temporary folder, which deletes it.  Call :func:`check_target` first.
+    On entry the target is checked (:func:`check_target`); on a clean exit the stage gets the
+    generator's marker and replaces ``out_dir`` (an earlier tree of the same generator is moved
+    aside, then deleted with the temporary folder); on an error nothing at ``out_dir`` changes.
     """
-    if out_dir.exists():
-        out_dir.rename(trash)
-    stage.rename(out_dir)
+    out_dir = Path(out_dir)
+    check_target(out_dir, generator)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
+        tmp = Path(tmp)
+        stage, scratch = tmp / "tree", tmp / "scratch"
+        stage.mkdir()
+        scratch.mkdir()
+        yield stage, scratch
+        write_json(stage / MARKER, {"generator": generator})
+        if out_dir.exists():
+            out_dir.rename(tmp / "previous")
+        stage.rename(out_dir)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ import numpy as np
 
 from ..io import InputError, write_json, write_text
 from .synth import ESPEAK_RATE, PROSODY, SAMPLE_RATE, espeak_wav
-from .synth_guard import check_target, mark, swap_in
+from .synth_guard import staged_tree
 
 log = logging.getLogger(__name__)
 
@@ -147,17 +146,11 @@ def synthesize_jtes(out_root: str | Path, cfg: JtesSynthConfig) -> dict:
     >>> synthesize_jtes("results/jtes/synth/jtes_v1.1", JtesSynthConfig(speakers_per_session=2,
     ...                 sentences_per_emotion=6))  # doctest: +SKIP
     """
-    out_root = Path(out_root)
-    check_target(out_root, GENERATOR)
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed; run scripts/install.sh (apt package espeak-ng)")
     plan = plan_jtes(cfg)
-    out_root.parent.mkdir(parents=True, exist_ok=True)
-    # Build next to the target and rename at the end: no partial corpus on failure.
-    with tempfile.TemporaryDirectory(dir=out_root.parent, prefix=f".{out_root.name}.") as tmp:
-        tmp = Path(tmp)
-        stage, espeak_tmp = tmp / "tree", tmp / "espeak"
-        espeak_tmp.mkdir()
+    # Built next to the target and swapped in at the end: no partial corpus on failure.
+    with staged_tree(out_root, GENERATOR) as (stage, espeak_tmp):
 
         def render(u: dict) -> float:
             import soundfile as sf
@@ -182,6 +175,4 @@ def synthesize_jtes(out_root: str | Path, cfg: JtesSynthConfig) -> dict:
                    "label_counts": {e: sum(u["emo"] == e for u in plan) for e in EMOTIONS},
                    "seconds": round(float(sum(durations)), 3), "voice": cfg.voice, "noise_db": cfg.noise_db}
         write_json(stage / "synth_summary.json", summary)
-        mark(stage, GENERATOR)
-        swap_in(stage, out_root, tmp / "previous")
     return summary
