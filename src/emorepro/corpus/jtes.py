@@ -53,7 +53,6 @@ FILE = re.compile(r"^(?P<spk>[fm]\d{2})_(?P<emo>[a-z]+)_(?P<nn>\d{2})\.wav$")
 SENTENCE_ID = re.compile(r"^[a-z]+_\d{2}$")
 SPEAKERS_PER_GENDER = 50       # f01..f50, m01..m50 in the release
 SESSION_BLOCK = 10             # consecutive: ids 10k-9 .. 10k of each gender form session k
-N_SESSIONS = 5
 # Breakdowns checked here; the others go to iemocap.check_counts (total, label, session, gender, speaker, ...).
 _OWN_COUNTS = ("speakers", "speakers_per_session")
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import InputError, write_json, write_text
+from .jtes import SESSION_BLOCK
 from .synth import ESPEAK_RATE, PROSODY, SAMPLE_RATE, espeak_wav
 from .synth_guard import staged_tree
 
@@ -44,7 +45,7 @@ EMOTIONS = ("ang", "joy", "neu", "sad")                    # the release's direc
 PROSODY_OF = {"ang": "ang", "joy": "hap", "neu": "neu", "sad": "sad"}
 VARIANTS = {"f": ["f1", "f2", "f3", "f4", "f5"], "m": ["m1", "m2", "m3", "m4", "m5", "m6", "m7"]}
 N_SESSIONS = 5
-MAX_PER_SESSION = 10      # per gender: the release's 10 F + 10 M per session
+MAX_PER_SESSION = SESSION_BLOCK   # per gender: the release's 10 F + 10 M per session
 MAX_SENTENCES = 50        # per emotion, as in the release
 
 # Sentence NN (1-based) of an emotion = OPENINGS[i % 10] + "、" + CLOSINGS[(i + i // 10) % 5] with i = NN - 1:
@@ -95,7 +96,7 @@ def sentence(emo: str, nn: int) -> str:
 
 def speaker_ids(per_session: int) -> list[str]:
     """The real ids of ``per_session`` women and men per session under the consecutive assignment."""
-    return [f"{g}{10 * s + j + 1:02d}" for g in "fm" for s in range(N_SESSIONS) for j in range(per_session)]
+    return [f"{g}{SESSION_BLOCK * s + j + 1:02d}" for g in "fm" for s in range(N_SESSIONS) for j in range(per_session)]
 
 
 def _check(cfg: JtesSynthConfig) -> None:
