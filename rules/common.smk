@@ -83,6 +83,8 @@ def corpus_root(corpus):
         return f"{RESULTS}/{corpus}/tts/corpus.csv"
     if c["synth"] and c["format"] == "generic_csv":
         return f"{RESULTS}/{corpus}/synth/generic_csv/corpus.csv"
+    if c["synth"] and c["format"] == "jtes":
+        return f"{RESULTS}/{corpus}/synth/jtes_v1.1"
     if c["synth"]:
         return f"{RESULTS}/{corpus}/synth/IEMOCAP_full_release"
     return c["root"]
@@ -220,12 +222,38 @@ def fusion_inputs(wildcards):
     return sorted(f"{d}/predictions.csv" for runs in fusion_trials(wildcards.name).values() for d in runs)
 
 
+RUN_TABLES = _names_regex(config["tables"])
+CORPUS_TABLES = _names_regex(config.get("corpus_tables", {}))
+
+
+def corpus_table_spec(table):
+    """A corpus table's config: names filled, checked against `corpora`, session notes added."""
+    from emorepro.tables import corpus_table_spec as spec
+
+    return spec(table, config["corpus_tables"][table], config["corpora"])
+
+
+def corpus_table_manifests(table):
+    """Corpus -> its manifest, for every column of a corpus table."""
+    return {c["corpus"]: f"{RESULTS}/{c['corpus']}/manifest.csv" for c in config["corpus_tables"][table]["columns"]}
+
+
+for _t in config.get("corpus_tables", {}):
+    _require(_t not in config["tables"], f"corpus_tables.{_t}", "a table of the same name is in `tables`")
+    corpus_table_spec(_t)  # config errors (unknown corpus, reported keys, class names) stop the parse
+
+
+def enabled_corpus_tables():
+    return [t for t, spec in config.get("corpus_tables", {}).items() if spec["paper"] in config["papers"]]
+
+
 def enabled_fusions():
     return [n for n, f in config["fusion"].items() if f["paper"] in config["papers"]]
 
 
 def get_final_output():
     tables = [f"{RESULTS}/tables/{t}.tex" for t in enabled_tables()]
+    tables += [f"{RESULTS}/tables/{t}.tex" for t in enabled_corpus_tables()]
     figures = [f"{RESULTS}/figures/confusion/{p}/{v}.pdf" for p, v in table_experiments()]
     # A union corpus's runs test on each member: one confusion matrix per member corpus too.
     figures += [f"{RESULTS}/figures/confusion/{p}/{v}/{m}.pdf" for p, v in table_experiments()

@@ -33,6 +33,23 @@ rule synth_corpus_csv:
         "../workflow/scripts/synth_spon_corpus.py"
 
 
+rule synth_jtes_corpus:
+    # The demo's JTES (format jtes): jtes_v1.1/wav/<spk>/<emo>/<spk>_<emo>_<NN>.wav + sentences.tsv.
+    output:
+        summary=f"{RESULTS}/{{corpus}}/synth/jtes_v1.1/synth_summary.json",
+    params:
+        synth=lambda wc: config["corpora"][wc.corpus]["synth"],
+        out_dir=lambda wc: corpus_root(wc.corpus),
+    log:
+        f"{RESULTS}/logs/synth_corpus/{{corpus}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/synth_corpus/{{corpus}}.tsv"
+    conda:
+        "../envs/corpus.yaml"
+    script:
+        "../workflow/scripts/synth_jtes_corpus.py"
+
+
 rule ingest:
     input:
         unpack(corpus_inputs),
@@ -47,6 +64,8 @@ rule ingest:
         drop_labels=lambda wc: config["corpora"][wc.corpus]["drop_labels"],
         sample_rate=lambda wc: config["corpora"][wc.corpus]["sample_rate"],
         expected_counts=lambda wc: config["corpora"][wc.corpus]["expected_counts"],
+        sessions=lambda wc: config["corpora"][wc.corpus]["sessions"],
+        sentences=lambda wc: config["corpora"][wc.corpus]["sentences"],
     log:
         f"{RESULTS}/logs/ingest/{{corpus}}.log",
     benchmark:

@@ -458,7 +458,7 @@ def test_dry_run_plans_the_augmentation_stage_for_the_augmented_corpus(tmp_path)
     assert "input: results/iemocap_aug/tts/corpus.csv" in out
     # The real config (roots filled in): NLLB and YourTTS from local checkpoints, each on a GPU.
     (wd / "real.yaml").write_text("corpora:\n  iemocap: {root: /data/IEMOCAP_full_release}\n"
-                                  "  spon: {root: /data/spon.csv}\n")
+                                  "  spon: {root: /data/spon.csv}\n  jtes: {root: /data/jtes_v1.1}\n")
     out = run_snakemake(wd, "-n", "-p", "results/iemocap_aug/manifest.csv", "--configfile", "config/config.yaml",
                         "real.yaml").stdout
     assert re.search(r"rule back_translate:(?:(?!\nrule ).)*gpu=1", out, re.DOTALL)

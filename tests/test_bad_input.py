@@ -11,9 +11,9 @@ from emorepro.cli import main
 from emorepro.io import InputError
 
 
-def ingest_cli(root, out, capsys) -> str:
-    """Run `emorepro corpus ingest`, assert it failed cleanly, return its one-line message."""
-    rc = main(["corpus", "ingest", "iemocap", str(root), "-o", str(out)])
+def ingest_cli(root, out, capsys, fmt="iemocap", *extra) -> str:
+    """Run `emorepro corpus ingest <fmt>`, assert it failed cleanly, return its one-line message."""
+    rc = main(["corpus", "ingest", fmt, str(root), "-o", str(out), *extra])
     err = capsys.readouterr().err.strip()
     assert rc == 2
     assert not out.exists(), "a failed ingest must leave no manifest"

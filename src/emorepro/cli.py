@@ -13,19 +13,35 @@ import sys
 
 
 def _corpus_synth(a):
+    if a.kind == "jtes":
+        from .steps import synth_jtes_corpus
+
+        synth_jtes_corpus(a.outdir, {"seed": a.seed, "speakers_per_session": a.speakers_per_session,
+                                     "sentences_per_emotion": a.sentences_per_emotion})
+        return
     from .steps import synth_corpus
 
     synth_corpus(a.outdir, {"seed": a.seed, "turns_per_dialog": a.turns_per_dialog})
 
 
+# Default label maps per format (config corpora.<name>.label_map / drop_labels).
+_LABELS = {
+    "iemocap": ({"neu": "neu", "hap": "hap", "exc": "hap", "ang": "ang", "sad": "sad"}, ["fru", "sur", "fea", "dis", "oth", "xxx"]),
+    "jtes": ({"ang": "ang", "joy": "hap", "neu": "neu", "sad": "sad"}, []),
+}
+
+
 def _corpus_ingest(a):
     from .steps import ingest
 
-    label_map = json.loads(a.label_map) if a.label_map else {"neu": "neu", "hap": "hap", "exc": "hap", "ang": "ang", "sad": "sad"}
-    drop = a.drop_labels.split(",") if a.drop_labels else ["fru", "sur", "fea", "dis", "oth", "xxx"]
+    default_map, default_drop = _LABELS.get(a.format, _LABELS["iemocap"])
+    label_map = json.loads(a.label_map) if a.label_map else default_map
+    drop = a.drop_labels.split(",") if a.drop_labels else default_drop
     expected = json.loads(a.expected_counts) if a.expected_counts else None
-    ingest(a.root, a.output, fmt={"iemocap": "iemocap", "csv": "generic_csv"}[a.format], label_map=label_map,
-           drop_labels=drop, sample_rate=a.sample_rate, expected_counts=expected)
+    sessions = json.loads(a.sessions) if a.sessions and a.sessions.lstrip().startswith("{") else a.sessions
+    ingest(a.root, a.output, fmt={"iemocap": "iemocap", "jtes": "jtes", "csv": "generic_csv"}[a.format],
+           label_map=label_map, drop_labels=drop, sample_rate=a.sample_rate, expected_counts=expected,
+           sessions=sessions, sentences=a.sentences)
 
 
 def _folds(a):
@@ -73,20 +89,26 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     corpus = sub.add_parser("corpus", help="generate or ingest a corpus").add_subparsers(dest="corpus_cmd", required=True)
-    s = corpus.add_parser("synth", help="write the synthetic IEMOCAP-layout demo corpus")
-    s.add_argument("kind", choices=["iemocap"])
-    s.add_argument("outdir")
+    s = corpus.add_parser("synth", help="write a synthetic demo corpus in a release layout (IEMOCAP or JTES)")
+    s.add_argument("kind", choices=["iemocap", "jtes"])
+    s.add_argument("outdir", help="IEMOCAP_full_release or jtes_v1.1 folder to write")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--turns-per-dialog", type=int, default=24)
+    s.add_argument("--turns-per-dialog", type=int, default=24, help="iemocap: utterances per dialog")
+    s.add_argument("--speakers-per-session", type=int, default=2, help="jtes: women and men per session (release: 10)")
+    s.add_argument("--sentences-per-emotion", type=int, default=6, help="jtes: sentences per emotion (release: 50)")
     s.set_defaults(func=_corpus_synth)
     s = corpus.add_parser("ingest", help="parse a corpus into a manifest CSV")
-    s.add_argument("format", choices=["iemocap", "csv"])
-    s.add_argument("root", help="IEMOCAP_full_release directory, or the generic CSV manifest")
+    s.add_argument("format", choices=["iemocap", "jtes", "csv"])
+    s.add_argument("root", help="IEMOCAP_full_release or jtes_v1.1 directory, or the generic CSV manifest")
     s.add_argument("-o", "--output", required=True)
-    s.add_argument("--label-map", help='JSON, default {"neu":"neu","hap":"hap","exc":"hap","ang":"ang","sad":"sad"}')
-    s.add_argument("--drop-labels", help="comma-separated known labels to drop (default fru,sur,fea,dis,oth,xxx)")
+    s.add_argument("--label-map", help='JSON; default iemocap {"neu":"neu","hap":"hap","exc":"hap","ang":"ang","sad":"sad"}, '
+                                       'jtes {"ang":"ang","joy":"hap","neu":"neu","sad":"sad"}')
+    s.add_argument("--drop-labels", help="comma-separated known labels to drop (default iemocap fru,sur,fea,dis,oth,xxx; jtes none)")
     s.add_argument("--expected-counts", help="JSON of breakdowns to check, e.g. '{\"total\": 5531}'")
     s.add_argument("--sample-rate", type=int, default=16000)
+    s.add_argument("--sessions", default="consecutive",
+                   help="jtes: consecutive (session k = f/m ids 10k-9..10k) or JSON {\"1\": [\"f01\", ...], ...}")
+    s.add_argument("--sentences", help="jtes: sentence list TSV (<emo>_<NN><TAB>text), relative to ROOT or absolute")
     s.set_defaults(func=_corpus_ingest)
 
     s = sub.add_parser("folds", help="write a fold file (utt_id, fold, split)")

@@ -61,6 +61,19 @@ def synth_spon_corpus(out_csv: str, params: Mapping[str, Any]) -> None:
                                                             "note": "wav files are hashed by the ingest step's sidecar"})
 
 
+def synth_jtes_corpus(out_dir: str, params: Mapping[str, Any]) -> None:
+    """Generate the demo JTES-layout corpus (``jtes_v1.1``) at ``out_dir``."""
+    from .corpus.synth_jtes import JtesSynthConfig, synthesize_jtes
+
+    started = now()
+    cfg = JtesSynthConfig(**dict(params))
+    summary = synthesize_jtes(out_dir, cfg)
+    log.info("synthesised %s utterances (%s speakers) into %s", summary["n_utterances"], summary["n_speakers"], out_dir)
+    write_provenance(Path(out_dir) / "synth_summary.json", rule="synth_jtes_corpus", params=dict(params),
+                     inputs=None, outputs=[Path(out_dir) / "synth_summary.json", Path(out_dir) / "sentences.tsv"],
+                     started=started, seed=cfg.seed, extra={"note": "wav files are hashed by the ingest step's sidecar"})
+
+
 def union_corpus(manifests: Mapping[str, str], styles: Mapping[str, str | None], out_csv: str) -> None:
     """Stack member manifests (``member -> manifest.csv``) into a union corpus's manifest."""
     import pandas as pd
@@ -89,14 +102,28 @@ def union_folds(fold_csvs: Mapping[str, str], out_csv: str, *, n_folds: int) -> 
 
 
 def ingest(root: str, out_csv: str, *, fmt: str, label_map: Mapping[str, str], drop_labels: Sequence[str],
-           sample_rate: int = 16_000, expected_counts: Mapping | None = None) -> None:
-    """Parse a corpus (``fmt`` = ``iemocap`` or ``generic_csv``) into the manifest CSV."""
+           sample_rate: int = 16_000, expected_counts: Mapping | None = None,
+           sessions: str | Mapping | None = None, sentences: str | None = None) -> None:
+    """Parse a corpus (``fmt`` = ``iemocap``, ``jtes`` or ``generic_csv``) into the manifest CSV.
+
+    ``sessions`` and ``sentences`` are JTES's speaker-to-session assignment and sentence list."""
     from .corpus.generic import ingest_generic
     from .corpus.iemocap import ingest_iemocap
 
     started = now()
     policy = _policy(label_map, drop_labels)
-    if fmt == "iemocap":
+    jtes_params = {}
+    if fmt == "jtes":
+        from .corpus.jtes import ingest_jtes
+
+        sessions = sessions or "consecutive"
+        jtes_params = {"sessions": sessions, "sentences": sentences}
+        df = ingest_jtes(root, policy, sample_rate=sample_rate, sessions=sessions, sentences=sentences,
+                         expected_counts=expected_counts)
+        raw = [*df["wav"]]
+        if sentences:
+            raw.append(sentences if Path(sentences).is_absolute() else str(Path(root) / sentences))
+    elif fmt == "iemocap":
         df = ingest_iemocap(root, policy, sample_rate=sample_rate, expected_counts=expected_counts)
         raw = sorted({*df["wav"], *(str(p) for p in Path(root).glob("Session*/dialog/EmoEvaluation/*.txt")),
                       *(str(p) for p in Path(root).glob("Session*/dialog/transcriptions/*.txt"))})
@@ -104,13 +131,14 @@ def ingest(root: str, out_csv: str, *, fmt: str, label_map: Mapping[str, str], d
         df = ingest_generic(root, policy, sample_rate=sample_rate)
         raw = [root, *df["wav"]]
     else:
-        raise InputError(f"config: corpora.<name>.format: unknown {fmt!r} (iemocap, generic_csv)")
+        raise InputError(f"config: corpora.<name>.format: unknown {fmt!r} (iemocap, jtes, generic_csv)")
     write_csv(out_csv, df)
     kept = df[df["label"] != ""]
     log.info("%d utterances, %d with a class label: %s", len(df), len(kept), kept["label"].value_counts().to_dict())
     write_provenance(out_csv, rule="ingest", params={"root": root, "format": fmt, "label_map": dict(label_map),
                      "drop_labels": list(drop_labels), "sample_rate": sample_rate,
-                     "expected_counts": expected_counts}, inputs={"raw": raw}, outputs=[out_csv], started=started)
+                     "expected_counts": expected_counts, **jtes_params}, inputs={"raw": raw}, outputs=[out_csv],
+                     started=started)
 
 
 def make_folds(manifest_csv: str, out_csv: str, *, scheme: str, val_policy: str, seed: int = 0) -> None:
@@ -194,6 +222,18 @@ def table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[Mapping[str, Any]
     write_provenance(out_tex, rule="table", params={"spec": dict(spec)}, inputs={"metrics": metrics},
                      outputs=[out_tex, out_csv, out_md], started=started,
                      extra={"cells": cells, "aggregation_rule": T.caption_rule(spec)})
+
+
+def corpus_table(spec: Mapping[str, Any], manifests: Mapping[str, str], out_tex: str, out_csv: str, out_md: str) -> None:
+    """A table of corpus statistics (Lee et al. Table 1) from the manifests (``corpus -> manifest.csv``)."""
+    from . import tables as T
+
+    started = now()
+    df = T.corpus_stats_table(spec, manifests)
+    cells = T.render_corpus_stats(spec, df, out_tex, out_csv, out_md)
+    write_provenance(out_tex, rule="corpus_table", params={"spec": dict(spec)},
+                     inputs={f"manifest_{c}": p for c, p in manifests.items()}, outputs=[out_tex, out_csv, out_md],
+                     started=started, extra={"cells": cells, "aggregation_rule": T.CORPUS_STATS_RULE})
 
 
 def confusion(metrics_files: Sequence[str], *, classes: Sequence[str], title: str, pdf: str, png: str, tex: str,

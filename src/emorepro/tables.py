@@ -339,3 +339,176 @@ def _latex_escape(s: str) -> str:
     # Styler.to_latex does not escape index/column labels unless asked per element;
     # the labels come from config, so escape them here once.
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(s))
+
+
+# --------------------------------------------------------------------------- corpus statistics
+# A table of corpora rather than of runs (Lee et al. Table 1): config ``corpus_tables.<name>``,
+# one column per corpus, counted from its manifest.  It shares the LaTeX escaping, the
+# {corpora.<key>.name} filling and the sidecar check above, and records per cell the manifest it
+# counted, in the ``runs`` list that ``emorepro trace`` walks (the manifest stands where a run's
+# metrics.json would; fold "all").
+
+CORPUS_STATS_RULE = ("Ours: counted from each corpus's manifest (utterances with a class label; speakers = distinct "
+                     "speaker ids, f/m from the manifest's gender column; expression = the manifest's mode values, "
+                     "most frequent first); percentages of the labelled utterances rounded by largest remainder so "
+                     "that they sum to 100. Paper: as printed; diff = ours - paper.")
+
+
+def percent_largest_remainder(counts: Mapping[str, int]) -> dict[str, int]:
+    """Integer percentages that sum to 100 (largest remainder; ties by key).
+
+    Why our own: plain rounding gives 20/30/31/20 for IEMOCAP's 1103/1636/1708/1084, which sums to
+    101; the paper prints 20/29/31/20, which is exactly the largest-remainder apportionment.
+    """
+    from .corpus.synth_spon import label_counts
+
+    return label_counts(dict(counts), 100) if sum(counts.values()) else {k: 0 for k in counts}
+
+
+def fill_corpus_table_names(spec: Mapping[str, Any], corpora: Mapping[str, Mapping[str, Any]]) -> dict:
+    """``{corpora.<key>.name}`` in a corpus table's title, notes and column names -> the corpus's name."""
+    as_rows = {"name": spec.get("name", "?"), "title": spec.get("title", ""), "notes": list(spec.get("notes") or []),
+               "rows": [{"name": c["name"]} for c in spec["columns"]]}
+    filled = fill_corpus_names(as_rows, corpora)
+    out = dict(spec, title=filled["title"], notes=filled["notes"])
+    out["columns"] = [dict(c, name=r["name"]) for c, r in zip(spec["columns"], filled["rows"])]
+    return out
+
+
+def corpus_table_spec(name: str, spec: Mapping[str, Any], corpora: Mapping[str, Mapping[str, Any]]) -> dict:
+    """A corpus table's config ready to render: names filled, checked, and a note per JTES column
+    saying which speakers form its sessions (config ``corpora.<corpus>.sessions``)."""
+    from .corpus.jtes import describe_sessions
+
+    check_corpus_table_spec({"name": name, **spec}, corpora)
+    out = fill_corpus_table_names({"name": name, **spec}, corpora)
+    for c in out["columns"]:
+        cc = corpora[c["corpus"]]
+        if cc.get("format") == "jtes":
+            out["notes"] = [*out["notes"], describe_sessions(cc.get("sessions"), c["name"], c["corpus"])]
+    return out
+
+
+def check_corpus_table_spec(spec: Mapping[str, Any], corpora: Mapping[str, Any]) -> None:
+    """Config errors of a corpus table, named by key, before anything runs."""
+    key = f"config: corpus_tables.{spec.get('name', '?')}"
+    names = [c["name"] for c in spec["columns"]]
+    if len(set(names)) != len(names):
+        raise InputError(f"{key}.columns: duplicate column names {names}")
+    for i, c in enumerate(spec["columns"]):
+        if c["corpus"] not in corpora:
+            raise InputError(f"{key}.columns[{i}].corpus: {c['corpus']!r} is not a key of corpora")
+        bad = sorted(set(c.get("reported") or {}) - {*spec["classes"], "utterances", "speakers", "language", "expression"})
+        if bad:
+            raise InputError(f"{key}.columns[{i}].reported: unknown key(s) {bad}; use the classes {list(spec['classes'])}, "
+                             "utterances, speakers, language, expression")
+    missing = sorted(set(spec["classes"]) - set(spec.get("class_names") or {}))
+    if missing:
+        raise InputError(f"{key}.class_names: no row name for class(es) {missing}")
+
+
+def _count_text(n: float, pct: float | None = None) -> str:
+    if math.isnan(n):
+        return ""
+    return f"{int(n):,}" + (f" ({int(pct)}%)" if pct is not None and not math.isnan(pct) else "")
+
+
+def corpus_stats_table(spec: Mapping[str, Any], manifests: Mapping[str, str], *, verify_hashes: bool = True):
+    """One tidy row per (table row, corpus column): ours counted from the manifest, the paper's beside it.
+
+    ``manifests`` maps each column's ``corpus`` to its ``manifest.csv``.  Rows: Language, one per
+    class (``class_names``), No. of utterances, No. of speakers, Emotional expression.
+    """
+    import pandas as pd
+
+    classes = list(spec["classes"])
+    names = spec["class_names"]
+    tidy = []
+    for c in spec["columns"]:
+        path = manifests[c["corpus"]]
+        if not os.path.exists(path):
+            raise InputError(f"table {spec['name']}: column {c['name']!r}: missing manifest {path}")
+        if verify_hashes:
+            check_against_sidecar(path)
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        missing = sorted({"label", "speaker", "gender", "mode"} - set(df.columns))
+        if missing:
+            raise InputError(f"{path}:1: manifest lacks column(s) {missing}")
+        kept = df[df["label"] != ""]
+        other = sorted(set(kept["label"]) - set(classes))
+        if other:
+            raise InputError(f"{path}: labels {other} are not among the table's classes {classes} "
+                             f"(config: corpus_tables.{spec['name']}.classes)")
+        counts = {k: int((kept["label"] == k).sum()) for k in classes}
+        pct = percent_largest_remainder(counts)
+        spk = kept.groupby("speaker")["gender"].agg(lambda g: "/".join(sorted(set(g))))
+        two = spk[spk.str.contains("/")]
+        if len(two):
+            raise InputError(f"{path}: speaker {two.index[0]!r} has utterances of genders {two.iloc[0]}")
+        n_f, n_m = int((spk == "F").sum()), int((spk == "M").sum())
+        modes = kept["mode"].value_counts()
+        rep = c.get("reported") or {}
+        cells: list[dict] = []
+
+        def add(row, stat, ours, ours_pct, ours_text, paper, paper_text, paper_pct=math.nan, cells=cells):
+            cells.append({"row": row, "stat": stat, "ours": ours, "ours_percent": ours_pct, "ours_text": ours_text,
+                          "paper": paper, "paper_percent": paper_pct, "paper_text": paper_text, "diff": ours - paper})
+
+        add("Language", "config: language", math.nan, math.nan, c.get("language") or "", math.nan,
+            str(rep.get("language") or ""))
+        for k in classes:
+            r = rep.get(k)
+            p, p_pct = (float(r[0]), float(r[1])) if isinstance(r, (list, tuple)) else (
+                (float(r), math.nan) if r is not None else (math.nan, math.nan))
+            add(names[k], f"label == {k}", float(counts[k]), float(pct[k]), _count_text(counts[k], pct[k]), p,
+                _count_text(p, None if math.isnan(p_pct) else p_pct), p_pct)
+        total = rep.get("utterances")
+        add("No. of utterances", "labelled utterances", float(len(kept)), math.nan, _count_text(len(kept)),
+            math.nan if total is None else float(total), "" if total is None else _count_text(float(total)))
+        s = rep.get("speakers")
+        add("No. of speakers", "distinct speakers (f, m)", float(len(spk)), math.nan, f"{len(spk)} (f:{n_f}, m:{n_m})",
+            math.nan if s is None else float(s[0]), "" if s is None else f"{s[0]} (f:{s[1]}, m:{s[2]})")
+        add("Emotional expression", "mode values", math.nan, math.nan, " & ".join(modes.index), math.nan,
+            str(rep.get("expression") or ""))
+        tidy += [{**x, "column": c["name"], "corpus": c["corpus"], "manifest": path} for x in cells]
+    rows = ["Language", *[names[k] for k in classes], "No. of utterances", "No. of speakers", "Emotional expression"]
+    out = pd.DataFrame(tidy)[["row", "column", "corpus", "stat", "ours", "ours_percent", "ours_text", "paper",
+                              "paper_percent", "paper_text", "diff", "manifest"]]
+    out["row"] = pd.Categorical(out["row"], rows, ordered=True)
+    out["column"] = pd.Categorical(out["column"], [c["name"] for c in spec["columns"]], ordered=True)
+    return out.sort_values(["row", "column"]).reset_index(drop=True)
+
+
+def render_corpus_stats(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str) -> dict:
+    """Write the LaTeX/CSV/Markdown twins of a corpus table; return the cell map for the sidecar."""
+    import pandas as pd
+
+    kinds = ("ours", "paper", "diff")
+    wide: dict[str, dict] = {}
+    for _, t in df.iterrows():
+        cell = wide.setdefault(str(t["row"]), {})
+        cell[(str(t["column"]), "ours")] = t["ours_text"]
+        cell[(str(t["column"]), "paper")] = t["paper_text"]
+        cell[(str(t["column"]), "diff")] = "" if math.isnan(t["diff"]) else f"{int(t['diff']):+,}"
+    cols = [(str(c), k) for c in df["column"].cat.categories for k in kinds]
+    rows = [str(r) for r in df["row"].cat.categories]
+    table = pd.DataFrame.from_dict(wide, orient="index").reindex(index=rows, columns=cols).fillna("")
+    caption = spec.get("title", spec["name"]) + ". " + " ".join([CORPUS_STATS_RULE, *spec.get("notes", [])])
+    tex = table.copy()
+    tex.index = [_latex_escape(r) for r in tex.index]
+    tex.columns = pd.MultiIndex.from_tuples([(_latex_escape(a), b) for a, b in cols])
+    tex = tex.map(_latex_escape)
+    latex = tex.style.to_latex(hrules=True, column_format="l" + "r" * tex.shape[1], multicol_align="c",
+                               caption=_latex_escape(caption), label=f"tab:{spec['name']}", position="htbp")
+    write_text(out_tex, latex)
+    write_csv(out_csv, df, float_format="%.6g")
+    md = table.copy()
+    md.columns = [f"{a} ({b})" for a, b in cols]
+    write_text(out_md, f"**{spec.get('title', spec['name'])}**\n\n{md.to_markdown()}\n\n"
+                       f"_{' '.join([CORPUS_STATS_RULE, *spec.get('notes', [])])}_\n")
+    return {f"{t['row']} | {t['column']}": {
+        "value_mean": None if math.isnan(t["ours"]) else t["ours"], "value_std": None, "text": t["ours_text"],
+        "percent": None if math.isnan(t["ours_percent"]) else t["ours_percent"], "aggregation": "corpus_stats",
+        "metric": t["stat"], "scale": 1.0,
+        "runs": [{"metrics": t["manifest"], "fold": "all", "seed": "-", "value": t["ours_text"]}]}
+        for _, t in df.iterrows()}
