@@ -17,6 +17,7 @@ import pytest
 from sklearn.metrics import accuracy_score, recall_score
 
 from emorepro import fusion as F
+from emorepro.fusion import exact as FX
 
 
 # --------------------------------------------------------------------------------------
@@ -92,8 +93,8 @@ def kernel(request):
 @pytest.fixture
 def split_items(monkeypatch):
     """Force the work-item splitting (prefix subtrees, thread merge) even on tiny problems."""
-    monkeypatch.setattr(F, "_SPLIT1", 3)
-    monkeypatch.setattr(F, "_SPLIT2", 30)
+    monkeypatch.setattr(FX, "_SPLIT1", 3)
+    monkeypatch.setattr(FX, "_SPLIT2", 30)
 
 
 def random_case(rng, integer):
@@ -230,7 +231,7 @@ def test_set_tables_hold_the_sums_of_every_set():
     # Each lane table, whether extended from the next smaller one or gathered (a cut that
     # leaves the smaller table too short), holds the sum over its sets, in lexicographic
     # order, ending at the last lane.
-    from emorepro import fusion_kernels as FK
+    from emorepro.fusion import kernels as FK
 
     rng = np.random.default_rng(5)
     n = 9
