@@ -4,16 +4,25 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 
 from ..io import InputError
-from .budget import DEFAULT_MAX_HOURS, SearchTooLarge, check_budget, format_seconds
+from .budget import (
+    DEFAULT_MAX_HOURS,
+    SearchTooLarge,
+    check_budget,
+    format_seconds,
+    normalise_ks,
+)
 from .exact import exact_search, search_estimates
 from .heuristics import beam_search, full_integration, greedy_forward
 from .honest import cross_fold_selection, validation_selection
-from .reference import TIE_RULES, FusionResult, _normalise_ks
+from .reference import TIE_RULES, FusionResult
 from .trials import load_npz, load_trials
+
+log = logging.getLogger(__name__)
 
 HEURISTICS = ("greedy", "beam")
 HONEST_METHODS = ("exact", "beam", "greedy")
@@ -130,7 +139,8 @@ def run_fusion(trials: Mapping[str, Sequence[str]], ks, out_csv, out_json, *, be
         ``gap_to_exact`` (exact UAR minus this UAR, same k), ``n_evaluated``.  Methods:
         ``exact``, ``greedy``, ``beam``, ``full`` (k = n), ``crossfold`` (subset chosen on
         the other folds) and ``validation`` (chosen per fold on that fold's validation
-        rows, when every trial has val rows); for these two the subset columns list
+        rows, when every trial has val rows and every fold some: otherwise the JSON's
+        ``notes`` say why there is no such row); for these two the subset columns list
         ``fold=subset`` per fold, joined by ``;``.  The JSON holds the same rows plus
         confusion matrices.
     beam_width : int
@@ -164,8 +174,8 @@ def run_fusion(trials: Mapping[str, Sequence[str]], ks, out_csv, out_json, *, be
     data = load_trials({k: list(v) for k, v in trials.items()}, corpus=corpus)
     logits, labels = data.logits, data.labels
     n = logits.shape[0]
-    ks = _normalise_ks(ks, n)
-    honest_given = None if honest_ks is None else _normalise_ks(list(honest_ks), n)
+    ks = normalise_ks(ks, n)
+    honest_given = None if honest_ks is None else normalise_ks(list(honest_ks), n)
     names = data.names
     budget = DEFAULT_MAX_HOURS * 3600 if max_seconds is None else float(max_seconds)
     estimates = _check_plan(data, ks, honest_given, honest_method, n_threads, budget)
@@ -210,7 +220,14 @@ def run_fusion(trials: Mapping[str, Sequence[str]], ks, out_csv, out_json, *, be
             h = cross_fold_selection(logits, labels, data.folds, k, **sub)
             add("crossfold", k, h.uar, h.war, *per_fold(h), h.seconds, h.confusion, None,
                 {"selection_uar": {str(f): v for f, v in h.selection_uar.items()}})
+    notes = []
     if data.val_logits is not None:
+        lacking = sorted(set(data.folds.tolist()) - set(data.val_folds.tolist()))
+        if lacking:  # e.g. a corpus restriction that leaves a fold validation rows of the other corpus only
+            notes.append(f"no validation row: fold(s) {', '.join(map(str, lacking))} have test rows but no "
+                         f"validation rows{f' of corpus {corpus!r}' if corpus else ''}")
+            log.warning("fusion: %s", notes[-1])
+    if data.val_logits is not None and not notes:
         for k in honest:
             h = validation_selection(data.val_logits, data.val_labels, logits, labels, k, val_folds=data.val_folds,
                                      test_folds=data.folds, val_utt_ids=data.val_utt_ids, test_utt_ids=data.utt_ids,
@@ -221,7 +238,7 @@ def run_fusion(trials: Mapping[str, Sequence[str]], ks, out_csv, out_json, *, be
     doc = {"trials": names, "sources": data.sources, "corpus": corpus, "n_utts": int(logits.shape[1]),
            "n_classes": int(logits.shape[2]), "ks": ks, "honest_ks": honest, "honest_method": honest_method,
            "heuristics": heuristics, "estimated_seconds": {str(k): round(s, 3) for k, s in estimates.items()},
-           "tie_rules": TIE_RULES, "rows": rows}
+           "tie_rules": TIE_RULES, "notes": notes, "rows": rows}
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=_CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

@@ -23,6 +23,7 @@ parses the config.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 
 from ..io import InputError
@@ -71,23 +72,66 @@ def format_seconds(s: float) -> str:
     return f"{years:.0f} years" if years < 1e4 else f"{years:.1e} years"
 
 
-def check_budget(estimates: dict[int, float], n: int, max_seconds: float, what: str) -> None:
+def normalise_ks(ks, n: int) -> list[int]:
+    """Sorted distinct sizes from ``"all"``/None (1..n), one integer or a list; each in 1..n."""
+    if ks is None or (isinstance(ks, str) and ks == "all"):
+        return list(range(1, n + 1))
+    if isinstance(ks, str):
+        raise ValueError(f"ks must be 'all', an integer or a list of integers, got {ks!r}")
+    if isinstance(ks, numbers.Integral):
+        ks = [ks]
+    out = sorted({int(k) for k in ks})
+    for k in out:
+        if not 1 <= k <= n:
+            raise ValueError(f"k={k} outside 1..{n} (number of trials)")
+    return out
+
+
+def check_config(name: str, spec: dict, n_trials: int, threads: int) -> None:
+    """Parse-time check of the fusion set ``fusion.<name>`` (``spec``) of ``n_trials`` trials.
+
+    Sizes must lie in 1..n; sizes whose :func:`lower_bound_seconds` exceeds the set's
+    ``max_hours`` cannot finish whatever the data and are refused now, before their trials
+    are trained (the job refines the estimate once the logits exist).  Raises
+    :class:`InputError` naming the config key.
+    """
+    key = f"config: fusion.{name}"
+    max_hours = spec.get("max_hours")
+    max_seconds = (DEFAULT_MAX_HOURS if max_hours is None else float(max_hours)) * 3600
+    try:
+        ks = normalise_ks(spec.get("ks", "all"), n_trials)
+        honest = spec.get("honest_ks")
+        honest = None if honest is None else normalise_ks(list(honest), n_trials)
+    except ValueError as e:
+        raise InputError(f"{key}.ks/honest_ks: {e}") from None
+    est = {k: lower_bound_seconds(n_trials, k, threads) for k in ks}
+    check_budget(est, n_trials, max_seconds, f"{key}.ks ({n_trials} trials, max_hours {max_seconds / 3600:g})",
+                 at_least=True)
+    if honest:
+        est = {k: lower_bound_seconds(n_trials, k, threads) for k in honest}
+        check_budget(est, n_trials, max_seconds, f"{key}.honest_ks ({n_trials} trials)", at_least=True)
+
+
+def check_budget(estimates: dict[int, float], n: int, max_seconds: float, what: str, *,
+                 at_least: bool = False) -> None:
     """Raise :class:`SearchTooLarge` when the estimates (size -> seconds) exceed the budget.
 
     The message names every size over the budget (the largest first, at most four), its
-    number of subsets and its estimate, and the sizes that would fit.
+    number of subsets and its estimate ("at least" for lower bounds), and the sizes that
+    would fit.
     """
+    about = "at least" if at_least else "about"
     total = sum(estimates.values())
     if total <= max_seconds:
         return
     over = sorted((k for k, s in estimates.items() if s > max_seconds), key=lambda k: -estimates[k])
     shown = over[:4] or sorted(estimates, key=lambda k: -estimates[k])[:4]
-    sizes = "; ".join(f"k={k}: C({n},{k}) = {math.comb(n, k):.3g} subsets, about {format_seconds(estimates[k])}"
+    sizes = "; ".join(f"k={k}: C({n},{k}) = {math.comb(n, k):.3g} subsets, {about} {format_seconds(estimates[k])}"
                       for k in shown)
     more = f" (and {len(over) - len(shown)} more sizes)" if len(over) > len(shown) else ""
     fit = sorted(k for k, s in estimates.items() if s <= max_seconds)
     head = (f"{what}: sizes over the time budget of {format_seconds(max_seconds)}" if over else
-            f"{what}: {len(estimates)} sizes together need about {format_seconds(total)}, over the time budget "
+            f"{what}: {len(estimates)} sizes together need {about} {format_seconds(total)}, over the time budget "
             f"of {format_seconds(max_seconds)}")
     hint = (f"; sizes within it on their own: {_ranges(fit)}" if fit else "") + \
         "; ask for fewer or smaller sizes (the estimate is C(n, k) x a calibrated rate, see emorepro.fusion.budget)"

@@ -45,13 +45,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from . import kernels as FK
-from .budget import DEFAULT_MAX_HOURS, check_budget, estimate_seconds
+from .budget import DEFAULT_MAX_HOURS, check_budget, estimate_seconds, normalise_ks
 from .heuristics import _beam
 from .reference import (
     FusionResult,
     _check_inputs,
     _exact_score,
-    _normalise_ks,
     _result,
     _Scorer,
 )
@@ -97,7 +96,7 @@ def search_estimates(logits, labels, ks=None, *, n_threads: int | None = None) -
     """Estimated wall seconds of :func:`exact_search` per size (:mod:`.budget`); cheap."""
     logits, labels = _check_inputs(logits, labels)
     n, _, C = logits.shape
-    ks = _normalise_ks(ks, n)
+    ks = normalise_ks(ks, n)
     m = FK.quantise(logits, labels, _Scorer(labels, C).class_weight)
     threads = _n_threads(n_threads)
     return {k: estimate_seconds(n, k, m.U, C, threads) for k in ks}
@@ -147,7 +146,7 @@ def exact_search(logits, labels, ks=None, *, incumbent_width: int = 8, n_threads
     """
     logits, labels = _check_inputs(logits, labels)
     n, _, C = logits.shape
-    ks = _normalise_ks(ks, n)
+    ks = normalise_ks(ks, n)
     scorer = _Scorer(labels, C)
     t_start = time.perf_counter()
     threads = _n_threads(n_threads)

@@ -12,12 +12,12 @@ import time
 
 import numpy as np
 
+from .budget import normalise_ks
 from .kernels import extend_scores
 from .reference import (
     FusionResult,
     _check_inputs,
     _exact_score,
-    _normalise_ks,
     _result,
     _Scorer,
 )
@@ -77,7 +77,7 @@ def beam_search(logits, labels, width: int = 8, ks=None) -> dict[int, FusionResu
     up to that size.  No optimality guarantee: compare with :func:`exact_search`.
     """
     logits, labels = _check_inputs(logits, labels)
-    ks = _normalise_ks(ks, logits.shape[0])
+    ks = normalise_ks(ks, logits.shape[0])
     scorer = _Scorer(labels, logits.shape[2])
     t0 = time.perf_counter()
     best, n_eval = _beam(logits, labels, scorer, int(width), max(ks))

@@ -586,7 +586,7 @@ def _leaf_score(Od, Pd, m, A, col, col2, T, q, cls, W, Bf, lost, L, y, sub, k, c
             if col2 >= 0:
                 x += A[u, j, col2]
             v = min(v, x)
-        if v >= Bf:
+        if v >= Bf:  # noqa: SIM114  (sure: no reference re-scoring)
             sc += W[cls[u]]
         elif v > lost and _correct_reference(L, y, sub, k, u, comp):
             sc += W[cls[u]]

@@ -220,17 +220,3 @@ def _result(logits, labels, subset, method, seconds, n_evaluated) -> FusionResul
 def _exact_score(logits, labels, scorer: _Scorer, subset) -> int:
     pred = fused_predictions(logits, subset)
     return int(scorer.weights[pred == labels].sum())
-
-
-def _normalise_ks(ks, n: int) -> list[int]:
-    if ks is None or (isinstance(ks, str) and ks == "all"):
-        return list(range(1, n + 1))
-    if isinstance(ks, str):
-        raise ValueError(f"ks must be 'all', an integer or a list of integers, got {ks!r}")
-    if isinstance(ks, (int, np.integer)):
-        ks = [ks]
-    out = sorted({int(k) for k in ks})
-    for k in out:
-        if not 1 <= k <= n:
-            raise ValueError(f"k={k} outside 1..{n} (number of trials)")
-    return out

@@ -236,8 +236,8 @@ def load_npz(path) -> TrialData:
             bad = np.flatnonzero(u[i] != u[0])
             if len(bad):
                 p = int(bad[0])
-                raise InputError(f"{path}: trial {names[i]!r}: rows differ at position {p}: utt_id {u[i, p]!r} "
-                                 f"(expected {u[0, p]!r} as in trial {names[0]!r})")
+                raise InputError(f"{path}: trial {names[i]!r}: rows differ at position {p}: utt_id {str(u[i, p])!r} "
+                                 f"(expected {str(u[0, p])!r} as in trial {names[0]!r})")
         ids = ref
     folds = arrays["folds"] if "folds" in arrays else np.zeros(N, np.int64)
     if folds.shape != (N,):
