@@ -24,7 +24,7 @@ from .heuristics import beam_search, greedy_forward
 from .reference import HonestResult, _check_inputs, fused_predictions, score_predictions
 
 
-def _select(logits, labels, k, method, beam_width, n_threads, max_seconds=None, progress=None):
+def _select(logits, labels, k, method, beam_width, n_threads, max_seconds, progress):
     if method == "exact":
         return exact_search(logits, labels, [k], n_threads=n_threads, max_seconds=max_seconds, progress=progress)[k]
     if method == "beam":
@@ -32,6 +32,21 @@ def _select(logits, labels, k, method, beam_width, n_threads, max_seconds=None, 
     if method == "greedy":
         return greedy_forward(logits, labels, ks=[k])[k]
     raise ValueError(f"unknown selection method {method!r} (exact, beam, greedy)")
+
+
+def _per_fold(plan, test_logits, test_labels, k, how: dict, method: str, t0: float) -> HonestResult:
+    """For each ``(key, selection logits, selection labels, test rows)`` of ``plan``: choose the
+    size-``k`` subset on the selection rows, predict the test rows with it; pool and score."""
+    pred = np.empty(len(test_labels), np.int64)
+    subsets, sel = {}, {}
+    for key, logits, labels, on_test in plan:
+        chosen = _select(logits, labels, k, **how)
+        subsets[key] = chosen.subset
+        sel[key] = chosen.uar
+        pred[on_test] = fused_predictions(test_logits[:, on_test], chosen.subset)
+    s = score_predictions(pred, test_labels, test_logits.shape[2])
+    return HonestResult(k=k, uar=s["uar"], war=s["war"], confusion=s["confusion"], subsets=subsets,
+                        selection_uar=sel, seconds=time.perf_counter() - t0, method=method)
 
 
 def cross_fold_selection(logits, labels, folds, k: int, *, method: str = "exact", beam_width: int = 8,
@@ -66,17 +81,10 @@ def cross_fold_selection(logits, labels, folds, k: int, *, method: str = "exact"
     if len(fold_ids) < 2:
         raise ValueError("cross-fold selection needs at least two folds")
     t0 = time.perf_counter()
-    pred = np.empty(len(labels), np.int64)
-    subsets, sel = {}, {}
-    for f in fold_ids:
-        held = folds == f
-        chosen = _select(logits[:, ~held], labels[~held], k, method, beam_width, n_threads, max_seconds, progress)
-        subsets[f] = chosen.subset
-        sel[f] = chosen.uar
-        pred[held] = fused_predictions(logits[:, held], chosen.subset)
-    s = score_predictions(pred, labels, logits.shape[2])
-    return HonestResult(k=k, uar=s["uar"], war=s["war"], confusion=s["confusion"], subsets=subsets,
-                        selection_uar=sel, seconds=time.perf_counter() - t0, method="crossfold")
+    plan = ((f, logits[:, folds != f], labels[folds != f], folds == f) for f in fold_ids)
+    how = {"method": method, "beam_width": beam_width, "n_threads": n_threads, "max_seconds": max_seconds,
+           "progress": progress}
+    return _per_fold(plan, logits, labels, k, how, "crossfold", t0)
 
 
 def validation_selection(val_logits, val_labels, test_logits, test_labels, k: int, *, val_folds=None,
@@ -128,24 +136,20 @@ def validation_selection(val_logits, val_labels, test_logits, test_labels, k: in
             raise ValueError(f"folds must have shapes {val_labels.shape} and {test_labels.shape}, "
                              f"got {val_folds.shape} and {test_folds.shape}")
         single = False
-    pred = np.empty(len(test_labels), np.int64)
-    subsets, sel = {}, {}
-    for f in dict.fromkeys(test_folds.tolist()):  # first-appearance order
-        on_val, on_test = val_folds == f, test_folds == f
-        if not on_val.any():
-            raise ValueError(f"fold {f!r} has test rows but no validation rows: no honest validation selection")
-        if val_utt_ids is not None and test_utt_ids is not None:
-            test_ids = {test_utt_ids[i] for i in np.flatnonzero(on_test)}
-            shared = [val_utt_ids[i] for i in np.flatnonzero(on_val) if val_utt_ids[i] in test_ids]
-            if shared:
-                raise ValueError(f"fold {f!r}: utterance {shared[0]!r} is both a validation and a test row "
-                                 f"({len(shared)} such): selecting on it would see a label it is scored on")
-        chosen = _select(val_logits[:, on_val], val_labels[on_val], k, method, beam_width, n_threads, max_seconds,
-                         progress)
-        key = "val" if single else f
-        subsets[key] = chosen.subset
-        sel[key] = chosen.uar
-        pred[on_test] = fused_predictions(test_logits[:, on_test], chosen.subset)
-    s = score_predictions(pred, test_labels, test_logits.shape[2])
-    return HonestResult(k=k, uar=s["uar"], war=s["war"], confusion=s["confusion"], subsets=subsets,
-                        selection_uar=sel, seconds=time.perf_counter() - t0, method="validation")
+
+    def plan():
+        for f in dict.fromkeys(test_folds.tolist()):  # first-appearance order
+            on_val, on_test = val_folds == f, test_folds == f
+            if not on_val.any():
+                raise ValueError(f"fold {f!r} has test rows but no validation rows: no honest validation selection")
+            if val_utt_ids is not None and test_utt_ids is not None:
+                test_ids = {test_utt_ids[i] for i in np.flatnonzero(on_test)}
+                shared = [val_utt_ids[i] for i in np.flatnonzero(on_val) if val_utt_ids[i] in test_ids]
+                if shared:
+                    raise ValueError(f"fold {f!r}: utterance {shared[0]!r} is both a validation and a test row "
+                                     f"({len(shared)} such): selecting on it would see a label it is scored on")
+            yield "val" if single else f, val_logits[:, on_val], val_labels[on_val], on_test
+
+    how = {"method": method, "beam_width": beam_width, "n_threads": n_threads, "max_seconds": max_seconds,
+           "progress": progress}
+    return _per_fold(plan(), test_logits, test_labels, k, how, "validation", t0)
