@@ -10,12 +10,13 @@ for every subset, known after the cheap quantisation step).  The model, per size
 with ``rows_factor = 1`` up to four classes (the vectorised loops) and ``2 J / 3`` above
 (the generic loops over ``J = C - 1`` wrong classes), divided by the worker threads.
 
-Calibration (``python benchmarks/fusion_search.py --calibrate``, this 2-core machine,
-one thread): 1.6-2.8e10 open-utterance-subsets per CPU second for four classes at
-k = 9-15 (30 trials x 5,531 utterances: 3,399 open; 26 trials x 1,500: 895 open),
-5-8e9 for six classes.  :data:`RATE` takes the low end, so the estimate errs long for
-the large sizes that decide a refusal (every k of 30 trials: about 1.5x the measured
-time).  Only this machine was measured; a cluster node is usually no slower.
+Calibration (``python benchmarks/fusion_search.py --calibrate``, this 2-core machine under
+load from other jobs, one thread): 2.1-3.7e10 open-utterance x subset counts per CPU
+second for four classes at k = 9-13 on 30 trials x 5,531 utterances (3,399 open),
+1.4-2.9e10 on 26 trials with about 900 open, 2.8-8.1e9 for six classes.  :data:`RATE`
+takes the low end, so the estimate errs long: 1.3-1.9x the measured CPU time on the
+IEMOCAP-sized shape, up to 3.6x on the small ones (the fixed part), and 108 s against
+55 s measured for every k of 30 trials on 2 threads.  Only this machine was measured.
 
 Nothing here imports numba: the workflow calls :func:`lower_bound_seconds` when it
 parses the config.

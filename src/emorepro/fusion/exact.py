@@ -24,8 +24,9 @@ Cost: the per-utterance bound cannot see that one subset must serve all utteranc
 once, so on trials as diverse as the paper's (single trials ~73 % UAR, full integration
 ~77 %) it prunes little: most of the ``C(n, k)`` leaves are still counted, each on a list
 of a few hundred utterances, by int16 vector loops.  On the benchmark's 30 x 5,531 x 4
-trials (``benchmarks/fusion_search.py``, 2 cores, idle): k = 9 in about 1.8 s, every k in
-about 60 s, peak memory about 550 MiB (the lane tables, twice for the complement).  Before
+trials (``benchmarks/fusion_search.py``, 2 cores shared with other jobs): k = 9 in about
+1.5 s, every k in about 55 s, peak memory about 570 MiB (the lane tables, twice for the
+complement).  Before
 any of that, the search estimates its time (:mod:`.budget`) and refuses sizes over its
 budget (every k of 40 or more trials, for instance), and it shows a progress bar when the
 estimate is long.
