@@ -52,9 +52,16 @@ def _folds(a):
 
 def _fusion_search(a):
     from .fusion import search_npz
+    from .io import InputError
 
     ks = None if a.all_k else a.k
-    search_npz(a.npz, ks, a.output)
+    try:
+        doc = search_npz(a.npz, ks, a.output, max_seconds=a.max_hours * 3600, progress=a.progress)
+    except OSError as e:  # the output cannot be written
+        raise InputError(f"{a.output}: cannot write ({e.strerror or e})") from None
+    if not doc["utt_ids_checked"]:
+        print(f"emorepro: warning: {a.npz} has no utt_ids array: the trials' utterance order is not checked",
+              file=sys.stderr)
 
 
 def _verify(a):
@@ -119,13 +126,20 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_folds)
 
+    from .fusion.budget import DEFAULT_MAX_HOURS  # no numba: the package loads its modules on use
+
     fusion = sub.add_parser("fusion", help="late-fusion subset search").add_subparsers(dest="fusion_cmd", required=True)
     s = fusion.add_parser("search", help="exact best subset of trials for each k")
-    s.add_argument("--npz", required=True, help="file with logits (n_trials, n_utts, n_classes) and labels (n_utts,)")
+    s.add_argument("--npz", required=True, help="file with logits (n_trials, n_utts, n_classes) and labels (n_utts,); "
+                   "optionally utt_ids (n_trials, n_utts), each trial's utterance order, which is then checked")
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--k", type=int, nargs="+")
     g.add_argument("--all-k", action="store_true")
     s.add_argument("-o", "--output", required=True)
+    s.add_argument("--max-hours", type=float, default=DEFAULT_MAX_HOURS,
+                   help="refuse, before searching, sizes whose estimated time exceeds this many hours (default %(default)s)")
+    s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: for searches estimated over 30 s)")
     s.set_defaults(func=_fusion_search)
 
     s = sub.add_parser("verify", help="re-hash every provenance sidecar under a tree")

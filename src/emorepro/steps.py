@@ -270,22 +270,33 @@ def demo_checkpoint(done_json: str, *, family: str, seed: int = 0, size: str = "
                      started=started)
 
 
-def fusion(trials: Mapping[str, Sequence[str]], *, ks, honest_ks, out_csv: str, out_json: str, threads: int = 1) -> None:
+def fusion(trials: Mapping[str, Sequence[str]], *, ks, honest_ks, out_csv: str, out_json: str, threads: int = 1,
+           name: str = "", corpus: str | None = None, heuristics: Sequence[str] = ("greedy", "beam"),
+           honest_method: str = "exact", max_hours: float | None = None) -> None:
     """Exact late-fusion search over a trial set (Lee et al. Sec. 4.4-4.5), with honest selection."""
     from .fusion import run_fusion
+    from .fusion.budget import SearchTooLarge
     from .tables import check_against_sidecar
 
     started = now()
     preds = [f"{d}/predictions.csv" for runs in trials.values() for d in runs]
     for p in preds:
         check_against_sidecar(p)
-    doc = run_fusion({k: list(v) for k, v in trials.items()}, ks, out_csv, out_json, honest_ks=honest_ks,
-                     n_threads=threads)
+    try:
+        doc = run_fusion({k: list(v) for k, v in trials.items()}, ks, out_csv, out_json, honest_ks=honest_ks,
+                         honest_method=honest_method, n_threads=threads, corpus=corpus, heuristics=heuristics,
+                         max_seconds=None if max_hours is None else max_hours * 3600)
+    except SearchTooLarge as e:
+        raise SearchTooLarge(f"config: fusion.{name}.ks / honest_ks / max_hours: {e}") from None
+    except InputError as e:  # a trial's file (named in the message), e.g. no `corpus` column
+        raise InputError(f"fusion.{name}: {e}") from None
     best = max((r for r in doc["rows"] if r["method"] == "exact"), key=lambda r: r["uar"])
     log.info("best exact subset: k=%d UAR %.4f (%s)", best["k"], best["uar"], best["subset"])
     write_provenance(out_csv, rule="fusion", params={"trials": {k: list(v) for k, v in trials.items()}, "ks": ks,
-                     "honest_ks": honest_ks}, inputs={"predictions": preds}, outputs=[out_csv, out_json],
-                     started=started)
+                     "honest_ks": honest_ks, "honest_method": honest_method, "corpus": corpus,
+                     "heuristics": list(heuristics), "max_hours": max_hours}, inputs={"predictions": preds},
+                     outputs=[out_csv, out_json], started=started)
+
 
 
 def back_translate(manifest_csv: str, out_csv: str, *, corpus: str, source: str, seed: int,
