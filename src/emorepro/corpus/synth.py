@@ -150,8 +150,8 @@ def check_synth_target(out_dir: str | os.PathLike, layout: Sequence[str]) -> boo
         except (OSError, ValueError, TypeError):
             ours = False
     if not ours:
-        raise InputError(f"{out}: exists, is not empty and is not a synthetic corpus written by emorepro (no "
-                         f"{SYNTH_MARKER}); refusing to replace it. Holds: {entries[:8]}"
+        raise InputError(f"{out}: exists, is not empty and holds no generated corpus (no {SYNTH_MARKER} of "
+                         f"emorepro's generators); refusing to replace it. Holds: {entries[:8]}"
                          + (" ..." if len(entries) > 8 else "") + "; choose a new or empty directory")
     allowed = (*layout, SYNTH_MARKER, "*.prov.json")
     foreign = [e for e in entries if not any(fnmatch.fnmatchcase(e, pat) for pat in allowed)]
