@@ -195,7 +195,7 @@ def test_non_utf8_transcript_is_an_error_naming_the_line_unless_the_encoding_say
 
 
 def test_non_utf8_emo_evaluation_is_an_error(corpus_copy, tmp_path, capsys):
-    f, i, lines = _summary_line(corpus_copy)
+    f = _emo(corpus_copy)
     data = f.read_bytes().replace(b"% [START_TIME", b"% \xff[START_TIME", 1)
     f.write_bytes(data)
     err = ingest_cli(corpus_copy, tmp_path / "m.csv", capsys)
@@ -375,8 +375,9 @@ def test_train_refuses_duplicate_or_absent_classes(tmp_path):
     m.to_csv(tmp_path / "m.csv", index=False)
     pd.DataFrame({"utt_id": m["utt_id"], "fold": 1, "split": np.where(m["speaker"] == "s0", "test", "train")}).to_csv(
         tmp_path / "f.csv", index=False)
-    kw = dict(manifest_csv=str(tmp_path / "m.csv"), folds_csv=str(tmp_path / "f.csv"), caches={}, fold=1, seed=1,
-              model="zhang_bilstm_att", model_params={}, train={"selection": "last"}, out_dir=str(tmp_path / "o"))
+    kw = {"manifest_csv": str(tmp_path / "m.csv"), "folds_csv": str(tmp_path / "f.csv"), "caches": {}, "fold": 1,
+          "seed": 1, "model": "zhang_bilstm_att", "model_params": {}, "train": {"selection": "last"},
+          "out_dir": str(tmp_path / "o")}
     with pytest.raises(InputError, match=r"classes \['neu', 'sad', 'neu'\] lists a class twice"):
         run_training(classes=["neu", "sad", "neu"], **kw)
     with pytest.raises(InputError, match=r"classes \['hap'\] never occur"):

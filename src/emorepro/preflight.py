@@ -87,7 +87,7 @@ def check_config(config: Mapping[str, Any], workdir: str | os.PathLike | None = 
     encoders = config.get("encoders") or {}
     for p, v in used:
         e = config["experiments"][p][v]
-        for role, enc in (e.get("inputs") or {}).items():
+        for enc in (e.get("inputs") or {}).values():
             spec = encoders.get(enc) or {}
             ck = spec.get("checkpoint")
             if ck and not spec.get("demo"):

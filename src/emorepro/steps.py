@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .io import InputError, write_csv, write_json
-from .provenance import check_against_sidecar, check_code_origin, check_feature_cache, now, write_provenance
+from .provenance import (
+    check_against_sidecar,
+    check_code_origin,
+    check_feature_cache,
+    now,
+    write_provenance,
+)
 
 log = logging.getLogger("emorepro")
 
@@ -186,12 +192,12 @@ def repair_features(cache_dir: str, *, device: str | None = None) -> dict:
     Otherwise the cache's sidecar is rewritten and the results built on the old shards no longer verify,
     so Snakemake (input newer than output) re-runs them.
     """
+    import contextlib
+
     from .encoders.base import EncoderSpec
     from .features.cache import INDEX, MANIFEST, extract_to_cache
     from .io import read_json
     from .provenance import resolver, sidecar_path
-
-    import contextlib
 
     d = Path(cache_dir).absolute()
     mp = d / MANIFEST

@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .io import InputError, atomic_path, read_json, write_csv, write_text
-from .provenance import check_against_sidecar  # moved to provenance.py; still importable from here
+from .provenance import (
+    check_against_sidecar,  # moved to provenance.py; still importable from here
+)
 
 AGGREGATIONS = {
     "fold_mean_seed_mean_std": "mean over folds per seed, then mean +/- sample std (ddof=1) over seeds",

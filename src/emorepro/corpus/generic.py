@@ -15,8 +15,15 @@ import os
 from pathlib import Path
 
 from ..io import InputError
-from .iemocap import (MANIFEST_COLUMNS, LabelPolicy, check_duration, check_segment, normalise_ratings,
-                      read_text_lines, wav_info)
+from .iemocap import (
+    MANIFEST_COLUMNS,
+    LabelPolicy,
+    check_duration,
+    check_segment,
+    normalise_ratings,
+    read_text_lines,
+    wav_info,
+)
 
 REQUIRED = ("utt_id", "wav", "label_raw")
 

@@ -39,8 +39,14 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from ..io import InputError, write_csv, write_json
-from .synth import (ESPEAK_RATE, PROSODY, SAMPLE_RATE, check_synth_target, espeak_wav,
-                    write_synth_marker)
+from .synth import (
+    ESPEAK_RATE,
+    PROSODY,
+    SAMPLE_RATE,
+    check_synth_target,
+    espeak_wav,
+    write_synth_marker,
+)
 
 log = logging.getLogger(__name__)
 
