@@ -225,6 +225,14 @@ def test_latin1_csv_corpus_is_a_clear_error_and_reads_with_its_encoding(tmp_path
     assert list(df["transcript"]) == ["ça va", "très triste"]
 
 
+def test_csv_corpus_with_a_byte_order_mark_reads(tmp_path, policy):
+    """Control (strict decoding must not break it): spreadsheet exports start with a UTF-8 byte-order mark."""
+    from emorepro.corpus.generic import ingest_generic
+
+    csv = _csv_corpus(tmp_path, "a,a.wav,neu,x,0,1,3\nb,b.wav,sad,y,0,1,2\n", encoding="utf-8-sig")
+    assert list(ingest_generic(csv, policy)["utt_id"]) == ["a", "b"]
+
+
 def test_csv_corpus_segment_and_rating_checks(tmp_path, policy):
     from emorepro.corpus.generic import ingest_generic
 

@@ -231,6 +231,16 @@ def test_folds_and_training_refuse_an_edited_manifest(chain):
     assert not Path(f"{R}/iemocap/folds/x.csv").exists()
 
 
+def test_a_corrupt_sidecar_is_an_error_naming_it_never_a_traceback(chain):
+    side = Path(FOLDS + ".prov.json")
+    side.write_text('{"rule": "folds", "outputs": [')   # cut off mid-write by hand, or a disk fault
+    with pytest.raises(InputError, match=r"loso5\.csv\.prov\.json: unreadable provenance sidecar"):
+        train_run(1)
+    assert any("loso5.csv.prov.json: unreadable" in p for p in verify_tree(R)[1])
+    lines, ok = trace_cell(TABLE, "base", "UA")
+    assert not ok and any("unreadable provenance sidecar" in line for line in lines)
+
+
 def test_the_table_refuses_an_edited_metrics_file(chain):
     p = Path(run_dir(2)) / "metrics.json"
     m = json.loads(p.read_text())

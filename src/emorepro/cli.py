@@ -57,6 +57,9 @@ def _verify(a):
     n, problems = verify_tree(a.root)
     for line in problems:
         print(line)
+    if n == 0:
+        print(f"no provenance sidecars under {a.root}: nothing to verify (is it the results folder?)")
+        return 1
     print(f"checked {n} provenance sidecars under {a.root}: " + (f"{len(problems)} problem(s)" if problems else "all ok"))
     return 1 if problems or n == 0 else 0
 

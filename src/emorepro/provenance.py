@@ -240,6 +240,17 @@ def resolver(side: str | os.PathLike, rec: Mapping[str, Any]):
     return resolve
 
 
+def read_sidecar(side: str | os.PathLike) -> dict:
+    """A sidecar's record; an unreadable or non-JSON one is an :class:`InputError` naming it."""
+    try:
+        rec = read_json(side)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{side}: unreadable provenance sidecar ({e})") from None
+    if not isinstance(rec, dict) or "outputs" not in rec:
+        raise InputError(f"{side}: not a provenance sidecar (no outputs)")
+    return rec
+
+
 def _same(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
@@ -269,7 +280,7 @@ def check_against_sidecar(path: str | os.PathLike) -> dict:
     if side is None:
         raise InputError(f"{path}: no provenance sidecar {sidecar_path(path).name}; cannot vouch for it "
                          f"(every input of a step must have been written by the step that records it)")
-    rec = read_json(side)
+    rec = read_sidecar(side)
     res = resolver(side, rec)
     for o in rec.get("outputs", []):
         if _same(res(o["path"]), path):
@@ -324,9 +335,9 @@ def check_sidecar(side: str | os.PathLike) -> list[str]:
     the directory ``emorepro verify`` runs from."""
     side = Path(side)
     try:
-        rec = read_json(side)
-    except (OSError, ValueError) as e:
-        return [f"{side}: unreadable sidecar ({e})"]
+        rec = read_sidecar(side)
+    except InputError as e:
+        return [str(e)]
     res = resolver(side, rec)
     problems = []
     hint = ""
@@ -374,7 +385,10 @@ def trace_cell(table_tex: str | os.PathLike, row: str, col: str, *, max_raw: int
     table_side = sidecar_path(table_tex)
     if not table_side.exists():
         return [f"{table_tex}: no provenance sidecar ({table_side.name})"], False
-    rec = read_json(table_side)
+    try:
+        rec = read_sidecar(table_side)
+    except InputError as e:
+        return [str(e)], False
     res = resolver(table_side, rec)
     key = f"{row} | {col}"
     if key not in rec.get("cells", {}):
@@ -405,7 +419,11 @@ def _walk(path: str, shown_as: str, lines: list[str], indent: str, seen: set[str
     if side is None:
         lines.append(f"{indent}{shown_as}: no sidecar (raw input)")
         return os.path.exists(path)
-    rec = read_json(side)
+    try:
+        rec = read_sidecar(side)
+    except InputError as e:
+        lines.append(f"{indent}{shown_as}: {e}  [BROKEN]")
+        return False
     res = resolver(side, rec)
     ok = True
     out = next((o for o in rec["outputs"] if _same(res(o["path"]), path)), None)

@@ -228,14 +228,14 @@ def _check_experiments_cover(table: str, row: str, refs: Sequence[RunRef]) -> No
 def _check_every_fold(table: str, row: str, refs: Sequence[RunRef]) -> None:
     """A row averages every fold of its fold file: a config ``n_folds`` smaller than the data's would
     otherwise average, say, 3 of 5 sessions.  Each run records how many folds its fold file has."""
-    from .provenance import RUN_SIDECAR
+    from .provenance import RUN_SIDECAR, read_sidecar
 
     folds: dict[tuple[str, int], set[int]] = defaultdict(set)
     for r in refs:
         folds[(r.experiment, r.seed)].add(r.fold)
     for r in refs:
         side = Path(r.metrics).parent / RUN_SIDECAR
-        n = (read_json(side).get("summary") or {}).get("n_folds") if side.is_file() else None
+        n = (read_sidecar(side).get("summary") or {}).get("n_folds") if side.is_file() else None
         have = sorted(folds[(r.experiment, r.seed)])
         if n is not None and have != list(range(1, int(n) + 1)):
             raise InputError(f"table {table}: row {row!r} averages folds {have} of seed {r.seed}, but the fold file "

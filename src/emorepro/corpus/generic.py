@@ -33,8 +33,9 @@ def ingest_generic(csv_path: str | os.PathLike, policy: LabelPolicy, *, sample_r
     import pandas as pd
 
     csv_path = Path(csv_path)
-    if not csv_path.exists():
-        raise InputError(f"{csv_path}: manifest CSV does not exist (config: corpora.<name>.root)")
+    if not csv_path.is_file():
+        raise InputError(f"{csv_path}: manifest CSV does not exist" + (" (it is a directory)" if csv_path.is_dir() else "")
+                         + " (config: corpora.<name>.root)")
     text = "\n".join(line for _, line in read_text_lines(csv_path, encoding))
     try:
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)

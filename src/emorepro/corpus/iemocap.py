@@ -73,6 +73,7 @@ def read_text_lines(path: Path, encoding: str = "utf-8") -> list[tuple[int, str]
                          f"(config: corpora.<name>.encoding names the corpus's text encoding)") from None
     except LookupError:
         raise InputError(f"config: corpora.<name>.encoding: unknown encoding {encoding!r}") from None
+    text = text.removeprefix("\ufeff")   # a byte-order mark (spreadsheet exports) is not content
     return [(i, line.rstrip("\n")) for i, line in enumerate(io.StringIO(text, newline=None), 1)]
 
 
