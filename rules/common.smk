@@ -1,9 +1,17 @@
 # Config validation and the small input functions every stage uses.
 import os
 import re
+import sys
+from pathlib import Path
 
 from snakemake.utils import validate
 
+# This clone's code, in this process and in every job it starts: a venv shared by several clones has
+# its editable install pointing at one of them (emorepro.provenance.check_code_origin refuses a miss).
+EMOREPRO_SRC = str(Path(workflow.main_snakefile).resolve().parent / "src")
+sys.path.insert(0, EMOREPRO_SRC)
+os.environ.update(PYTHONPATH=os.pathsep.join([EMOREPRO_SRC, *filter(None, [os.environ.get("PYTHONPATH")])]),
+                  EMOREPRO_SRC=EMOREPRO_SRC)  # set, not read: no `envvars:` assertion needed
 
 validate(config, schema="../config/schema.yaml")
 
@@ -77,6 +85,11 @@ for _t, _spec in config["tables"].items():
                      f"{_x!r} is not an experiment")
 
 
+from emorepro.preflight import check_config as _preflight, resolve_checkpoint
+
+_preflight(config, workdir=os.getcwd())  # papers, root+synth, classes vs label maps, checkpoint directories
+
+
 def corpus_root(corpus):
     c = config["corpora"][corpus]
     if c.get("augment"):  # made by rule synthesize (rules/augment.smk)
@@ -124,6 +137,8 @@ def encoder_spec(name):
     spec = dict(config["encoders"][name])
     if spec.get("demo"):
         spec["checkpoint"] = f"{RESULTS}/checkpoints/demo/{name}"
+    else:  # a local directory, made absolute: never looked up on a model hub
+        spec["checkpoint"] = resolve_checkpoint(spec.get("checkpoint"))
     return spec
 
 

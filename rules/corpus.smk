@@ -1,9 +1,11 @@
 # Raw corpus -> manifest -> fold files.
+# Outputs are update(): a failed re-run restores the previous good outputs (which still match their
+# sidecars) instead of leaving the sidecars orphaned.
 
 
 rule synth_corpus:
     output:
-        summary=f"{RESULTS}/{{corpus}}/synth/IEMOCAP_full_release/synth_summary.json",
+        summary=update(f"{RESULTS}/{{corpus}}/synth/IEMOCAP_full_release/synth_summary.json"),
     params:
         synth=lambda wc: config["corpora"][wc.corpus]["synth"],
         out_dir=lambda wc: corpus_root(wc.corpus),
@@ -20,7 +22,7 @@ rule synth_corpus:
 rule synth_corpus_csv:
     # The demo's spontaneous telephone-style corpus (format generic_csv): corpus.csv + wav/.
     output:
-        csv=f"{RESULTS}/{{corpus}}/synth/generic_csv/corpus.csv",
+        csv=update(f"{RESULTS}/{{corpus}}/synth/generic_csv/corpus.csv"),
     params:
         synth=lambda wc: config["corpora"][wc.corpus]["synth"],
     log:
@@ -54,7 +56,7 @@ rule ingest:
     input:
         unpack(corpus_inputs),
     output:
-        manifest=f"{RESULTS}/{{corpus}}/manifest.csv",
+        manifest=update(f"{RESULTS}/{{corpus}}/manifest.csv"),
     wildcard_constraints:
         corpus=NATIVE_CORPORA,
     params:
@@ -66,6 +68,7 @@ rule ingest:
         expected_counts=lambda wc: config["corpora"][wc.corpus]["expected_counts"],
         sessions=lambda wc: config["corpora"][wc.corpus]["sessions"],
         sentences=lambda wc: config["corpora"][wc.corpus]["sentences"],
+        encoding=lambda wc: config["corpora"][wc.corpus]["encoding"],
     log:
         f"{RESULTS}/logs/ingest/{{corpus}}.log",
     benchmark:
@@ -80,7 +83,7 @@ rule folds:
     input:
         manifest=f"{RESULTS}/{{corpus}}/manifest.csv",
     output:
-        folds=f"{RESULTS}/{{corpus}}/folds/{{protocol}}.csv",
+        folds=update(f"{RESULTS}/{{corpus}}/folds/{{protocol}}.csv"),
     wildcard_constraints:
         corpus=NATIVE_CORPORA,
     params:
@@ -100,7 +103,7 @@ rule union_corpus:
     input:
         unpack(union_inputs("manifests")),
     output:
-        manifest=f"{RESULTS}/{{corpus}}/manifest.csv",
+        manifest=update(f"{RESULTS}/{{corpus}}/manifest.csv"),
     wildcard_constraints:
         corpus=UNION_CORPORA,
     params:
@@ -118,7 +121,7 @@ rule union_folds:
     input:
         unpack(union_inputs("folds")),
     output:
-        folds=f"{RESULTS}/{{corpus}}/folds/{{protocol}}.csv",
+        folds=update(f"{RESULTS}/{{corpus}}/folds/{{protocol}}.csv"),
     wildcard_constraints:
         corpus=UNION_CORPORA,
     params:

@@ -5,7 +5,7 @@ rule demo_checkpoint:
     input:
         unpack(demo_checkpoint_inputs),
     output:
-        done=f"{RESULTS}/checkpoints/demo/{{encoder}}/demo_checkpoint.json",
+        done=update(f"{RESULTS}/checkpoints/demo/{{encoder}}/demo_checkpoint.json"),
     params:
         family=lambda wc: config["encoders"][wc.encoder]["family"],
         demo=lambda wc: config["encoders"][wc.encoder]["demo"],

@@ -1,14 +1,15 @@
 # Paper tables: LaTeX + CSV + Markdown, reported values beside ours, provenance per cell.
 # `tables` aggregate training runs; `corpus_tables` count manifests (Lee et al. Table 1).
+# Outputs are update(): a failed re-run restores the previous good outputs (see rules/corpus.smk).
 
 
 rule table:
     input:
         table_inputs,
     output:
-        tex=report(f"{RESULTS}/tables/{{table}}.tex", category="Tables"),
-        csv=f"{RESULTS}/tables/{{table}}.csv",
-        md=f"{RESULTS}/tables/{{table}}.md",
+        tex=update(report(f"{RESULTS}/tables/{{table}}.tex", category="Tables")),
+        csv=update(f"{RESULTS}/tables/{{table}}.csv"),
+        md=update(f"{RESULTS}/tables/{{table}}.md"),
     wildcard_constraints:
         table=RUN_TABLES,
     params:
@@ -26,10 +27,10 @@ rule confusion:
     input:
         metrics=lambda wc: [f"{d}/metrics.json" for _, _, d in experiment_runs(wc.paper, wc.variant)],
     output:
-        pdf=report(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}.pdf", category="Confusion matrices"),
-        png=f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}.png",
-        tex=f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}.tex",
-        csv=f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}.csv",
+        pdf=update(report(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}.pdf", category="Confusion matrices")),
+        png=update(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}.png"),
+        tex=update(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}.tex"),
+        csv=update(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}.csv"),
     params:
         classes=config["classes"],
         title=lambda wc: f"{wc.paper} / {wc.variant}: test predictions pooled over all folds and seeds",
@@ -47,10 +48,10 @@ rule confusion_by_corpus:
     input:
         metrics=lambda wc: [f"{d}/metrics.json" for _, _, d in experiment_runs(wc.paper, wc.variant)],
     output:
-        pdf=report(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.pdf", category="Confusion matrices"),
-        png=f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.png",
-        tex=f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.tex",
-        csv=f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.csv",
+        pdf=update(report(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.pdf", category="Confusion matrices")),
+        png=update(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.png"),
+        tex=update(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.tex"),
+        csv=update(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.csv"),
     params:
         classes=config["classes"],
         title=lambda wc: f"{wc.paper} / {wc.variant}, {wc.corpus} test utterances: pooled over all folds and seeds",

@@ -1,14 +1,15 @@
 # One job per (paper, variant, fold, seed): train on the cached features, predict, score.
+# Outputs are update(): a failed re-run restores the previous good outputs (see rules/corpus.smk).
 
 
 rule train:
     input:
         unpack(train_inputs),
     output:
-        predictions=f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/predictions.csv",
-        log_csv=f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/train_log.csv",
-        model=f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/model.pt",
-        provenance=f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/provenance.json",
+        predictions=update(f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/predictions.csv"),
+        log_csv=update(f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/train_log.csv"),
+        model=update(f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/model.pt"),
+        provenance=update(f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/provenance.json"),
     params:
         experiment=lambda wc: experiment(wc.paper, wc.variant),
         classes=config["classes"],
@@ -29,9 +30,9 @@ rule train:
 
 rule score:
     input:
-        predictions=rules.train.output.predictions,
+        predictions=str(rules.train.output.predictions),  # str(): without the output-only `update` flag
     output:
-        metrics=f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/metrics.json",
+        metrics=update(f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/metrics.json"),
     params:
         classes=config["classes"],
         corpus=lambda wc: experiment(wc.paper, wc.variant)["corpus"],

@@ -427,7 +427,7 @@ def test_steps_record_provenance_and_trace_walks_a_copy_back_to_its_source(small
     from emorepro.provenance import _walk
 
     lines: list[str] = []
-    assert _walk(str(aug / "manifest.csv"), lines, "", set(), 2)
+    assert _walk(str(aug / "manifest.csv"), str(aug / "manifest.csv"), lines, "", set(), 2)
     records = [ln.split()[:2] for ln in lines if not ln.lstrip().startswith(("<-", "("))]
     assert records[:2] == [["ingest", str(aug / "manifest.csv")], ["synthesize", str(aug / "tts" / "corpus.csv")]]
     assert ["ingest", str(src_dir / "manifest.csv")] in records and ["back_translate", str(
@@ -456,7 +456,10 @@ def test_dry_run_plans_the_augmentation_stage_for_the_augmented_corpus(tmp_path)
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1], re.MULTILINE))
     assert stats == {"synth_corpus": "1", "ingest": "2", "back_translate": "1", "synthesize": "1", "total": "5"}
     assert "input: results/iemocap_aug/tts/corpus.csv" in out
-    # The real config (roots filled in): NLLB and YourTTS from local checkpoints, each on a GPU.
+    # The real config (roots filled in, the configured checkpoint directories present): NLLB and YourTTS
+    # from local checkpoints, each on a GPU.
+    for ck in re.findall(r"checkpoint: (checkpoints/\S+)", (wd / "config" / "config.yaml").read_text()):
+        (wd / ck).mkdir(parents=True, exist_ok=True)
     (wd / "real.yaml").write_text("corpora:\n  iemocap: {root: /data/IEMOCAP_full_release}\n"
                                   "  spon: {root: /data/spon.csv}\n  jtes: {root: /data/jtes_v1.1}\n")
     out = run_snakemake(wd, "-n", "-p", "results/iemocap_aug/manifest.csv", "--configfile", "config/config.yaml",

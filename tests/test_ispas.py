@@ -464,6 +464,7 @@ def test_table2_spec_renders_single_task_cells_as_dashes(tmp_path, monkeypatch):
     import yte
 
     from emorepro import steps
+    from emorepro.provenance import now, write_provenance
     from tests.conftest import REPO
 
     monkeypatch.chdir(tmp_path)
@@ -492,6 +493,8 @@ def test_table2_spec_renders_single_task_cells_as_dashes(tmp_path, monkeypatch):
                     df = df.assign(valence_pred=v + 0.1 * rng.random(40), valence_true=v,
                                    arousal_pred=v, arousal_true=v + 0.2 * rng.random(40))
                 df.to_csv(d / "predictions.csv", index=False)
+                write_provenance(d, rule="train", params={}, inputs=None, outputs=[d / "predictions.csv"],
+                                 started=now())   # the score step checks its input against this
                 steps.score(str(d / "predictions.csv"), str(d / "metrics.json"), classes=CLASSES, fold=fold, seed=seed)
                 runs[r["name"]].append({"metrics": str(d / "metrics.json"), "fold": fold, "seed": seed})
     out = tmp_path / "t"

@@ -247,6 +247,7 @@ def test_spon_synth_has_spons_label_proportions_and_no_speakers(spon):
 
 def test_random5_folds_of_the_spontaneous_corpus_are_sound(spon, tmp_path):
     from emorepro.folds import check_folds, make_folds
+    from emorepro.provenance import now, write_provenance
     from emorepro.steps import make_folds as make_folds_step
 
     _, _, manifest = spon
@@ -266,6 +267,7 @@ def test_random5_folds_of_the_spontaneous_corpus_are_sound(spon, tmp_path):
     # The step writes the same table and checks it (speakers are absent, so only the split rules apply).
     mcsv = tmp_path / "manifest.csv"
     manifest.to_csv(mcsv, index=False)
+    write_provenance(mcsv, rule="ingest", params={}, inputs=None, outputs=[mcsv], started=now())  # steps check it
     make_folds_step(str(mcsv), str(tmp_path / "random5.csv"), scheme="random5", val_policy="none", seed=0)
     assert pd.read_csv(tmp_path / "random5.csv").equals(folds)
 

@@ -41,13 +41,23 @@ def _corpus_ingest(a):
     sessions = json.loads(a.sessions) if a.sessions and a.sessions.lstrip().startswith("{") else a.sessions
     ingest(a.root, a.output, fmt={"iemocap": "iemocap", "jtes": "jtes", "csv": "generic_csv"}[a.format],
            label_map=label_map, drop_labels=drop, sample_rate=a.sample_rate, expected_counts=expected,
-           sessions=sessions, sentences=a.sentences)
+           sessions=sessions, sentences=a.sentences, encoding=a.encoding)
 
 
 def _folds(a):
     from .steps import make_folds
 
-    make_folds(a.manifest, a.output, scheme=a.scheme, val_policy=a.val_policy, seed=a.seed)
+    make_folds(a.manifest, a.output, scheme=a.scheme, val_policy=a.val_policy, seed=a.seed, n_folds=a.n_folds)
+
+
+def _features_repair(a):
+    from .steps import repair_features
+
+    r = repair_features(a.cache_dir, device=a.device)
+    print(f"{a.cache_dir}: re-extracted shard(s) {r['recomputed_shards'] or 'none'}; "
+          + ("byte-identical to the recorded ones: every result built on this cache stays valid" if r["identical"]
+             else "they differ from the recorded ones: the cache's sidecar is rewritten, and the results built on "
+                  "the old shards no longer verify (re-run the workflow to rebuild them)"))
 
 
 def _fusion_search(a):
@@ -70,6 +80,9 @@ def _verify(a):
     n, problems = verify_tree(a.root)
     for line in problems:
         print(line)
+    if n == 0:
+        print(f"no provenance sidecars under {a.root}: nothing to verify (is it the results folder?)")
+        return 1
     print(f"checked {n} provenance sidecars under {a.root}: " + (f"{len(problems)} problem(s)" if problems else "all ok"))
     return 1 if problems or n == 0 else 0
 
@@ -116,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--sessions", default="consecutive",
                    help="jtes: consecutive (session k = f/m ids 10k-9..10k) or JSON {\"1\": [\"f01\", ...], ...}")
     s.add_argument("--sentences", help="jtes: sentence list TSV (<emo>_<NN><TAB>text), relative to ROOT or absolute")
+    s.add_argument("--encoding", default="utf-8", help="text encoding of the transcripts / CSV (decoded strictly)")
     s.set_defaults(func=_corpus_ingest)
 
     s = sub.add_parser("folds", help="write a fold file (utt_id, fold, split)")
@@ -124,9 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--scheme", choices=["loso5", "lospk10", "random5"], default="loso5")
     s.add_argument("--val-policy", default="none")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--n-folds", type=int, help="the number of folds the data must give (an error otherwise)")
     s.set_defaults(func=_folds)
 
     from .fusion.budget import DEFAULT_MAX_HOURS  # no numba: the package loads its modules on use
+    features = sub.add_parser("features", help="feature caches").add_subparsers(dest="features_cmd", required=True)
+    s = features.add_parser("repair", help="re-extract the damaged or missing shards of a feature cache")
+    s.add_argument("cache_dir", help="results/<corpus>/features/<encoder>")
+    s.add_argument("--device", default=None, help="cpu or cuda (default: a GPU when there is one)")
+    s.set_defaults(func=_features_repair)
 
     fusion = sub.add_parser("fusion", help="late-fusion subset search").add_subparsers(dest="fusion_cmd", required=True)
     s = fusion.add_parser("search", help="exact best subset of trials for each k")

@@ -20,7 +20,7 @@ def summed_confusion(metrics_files: Sequence[str], classes: Sequence[str], corpu
     """Sum the ``confusion`` counts of several runs, re-ordered to ``classes``.
 
     With ``corpus``, only that corpus's test utterances (``by_corpus.<corpus>.confusion``)."""
-    from .tables import check_against_sidecar
+    from .provenance import check_against_sidecar
 
     total = np.zeros((len(classes), len(classes)), dtype=np.int64)
     for f in metrics_files:

@@ -1,7 +1,9 @@
 """One function per pipeline step: what a Snakemake script or the CLI calls.
 
-Each step takes plain paths and values (never the Snakemake config), does its work through
-the library modules, writes its outputs atomically, and records a provenance sidecar with
+Each step takes plain paths and values (never the Snakemake config), checks every input
+against its provenance sidecar before using it (:func:`emorepro.provenance.check_against_sidecar`,
+:func:`~emorepro.provenance.check_feature_cache`), does its work through the library modules,
+writes its outputs atomically, and records a provenance sidecar with
 :func:`emorepro.provenance.write_provenance`.  Scripts in ``workflow/scripts/`` only
 unpack ``snakemake.input/output/params/log`` and call one of these.
 """
@@ -14,7 +16,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .io import InputError, write_csv, write_json
-from .provenance import now, write_provenance
+from .provenance import (
+    check_against_sidecar,
+    check_code_origin,
+    check_feature_cache,
+    now,
+    write_provenance,
+)
 
 log = logging.getLogger("emorepro")
 
@@ -27,6 +35,7 @@ def log_to(path: str | None) -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)
+    check_code_origin()   # a workflow job runs its own clone's code, or nothing
 
 
 def _policy(label_map: Mapping[str, str], drop_labels: Sequence[str]):
@@ -56,7 +65,7 @@ def synth_spon_corpus(out_csv: str, params: Mapping[str, Any]) -> None:
     cfg = SponSynthConfig(**dict(params))
     summary = synthesize_spon(out_csv, cfg)
     log.info("synthesised %s utterances into %s", summary["n_utterances"], out_csv)
-    write_provenance(out_csv, rule="synth_corpus", params=dict(params), inputs=None, outputs=[out_csv],
+    write_provenance(out_csv, rule="synth_spon_corpus", params=dict(params), inputs=None, outputs=[out_csv],
                      started=started, seed=cfg.seed, extra={"summary": summary,
                                                             "note": "wav files are hashed by the ingest step's sidecar"})
 
@@ -81,6 +90,8 @@ def union_corpus(manifests: Mapping[str, str], styles: Mapping[str, str | None],
     from .corpus.union import union_manifest
 
     started = now()
+    for p in manifests.values():
+        check_against_sidecar(p)
     df = union_manifest({m: pd.read_csv(p, keep_default_na=False) for m, p in manifests.items()}, styles)
     write_csv(out_csv, df)
     log.info("union of %s: %d utterances", list(manifests), len(df))
@@ -95,18 +106,23 @@ def union_folds(fold_csvs: Mapping[str, str], out_csv: str, *, n_folds: int) -> 
     from .corpus.union import union_folds as _union
 
     started = now()
+    for p in fold_csvs.values():
+        check_against_sidecar(p)
     table = _union({m: pd.read_csv(p) for m, p in fold_csvs.items()}, n_folds)
     write_csv(out_csv, table)
-    write_provenance(out_csv, rule="folds", params={"scheme": "union", "n_folds": n_folds, "members": list(fold_csvs)},
+    write_provenance(out_csv, rule="union_folds", params={"scheme": "union", "n_folds": n_folds,
+                                                          "members": list(fold_csvs)},
                      inputs={f"folds_{m}": p for m, p in fold_csvs.items()}, outputs=[out_csv], started=started)
 
 
 def ingest(root: str, out_csv: str, *, fmt: str, label_map: Mapping[str, str], drop_labels: Sequence[str],
            sample_rate: int = 16_000, expected_counts: Mapping | None = None,
-           sessions: str | Mapping | None = None, sentences: str | None = None) -> None:
+           sessions: str | Mapping | None = None, sentences: str | None = None, encoding: str = "utf-8") -> None:
     """Parse a corpus (``fmt`` = ``iemocap``, ``jtes`` or ``generic_csv``) into the manifest CSV.
 
-    ``sessions`` and ``sentences`` are JTES's speaker-to-session assignment and sentence list."""
+    ``sessions`` and ``sentences`` are JTES's speaker-to-session assignment and sentence list; ``encoding``
+    decodes the transcripts / CSV strictly.  The sidecar's ``warnings`` list what was accepted but deserves
+    a look (sessions missing from an IEMOCAP tree, ratings outside the 1-5 scale and how they were handled)."""
     from .corpus.generic import ingest_generic
     from .corpus.iemocap import ingest_iemocap
 
@@ -124,67 +140,148 @@ def ingest(root: str, out_csv: str, *, fmt: str, label_map: Mapping[str, str], d
         if sentences:
             raw.append(sentences if Path(sentences).is_absolute() else str(Path(root) / sentences))
     elif fmt == "iemocap":
-        df = ingest_iemocap(root, policy, sample_rate=sample_rate, expected_counts=expected_counts)
+        df = ingest_iemocap(root, policy, sample_rate=sample_rate, expected_counts=expected_counts, encoding=encoding)
         raw = sorted({*df["wav"], *(str(p) for p in Path(root).glob("Session*/dialog/EmoEvaluation/*.txt")),
                       *(str(p) for p in Path(root).glob("Session*/dialog/transcriptions/*.txt"))})
     elif fmt == "generic_csv":
-        df = ingest_generic(root, policy, sample_rate=sample_rate)
+        df = ingest_generic(root, policy, sample_rate=sample_rate, encoding=encoding)
         raw = [root, *df["wav"]]
     else:
         raise InputError(f"config: corpora.<name>.format: unknown {fmt!r} (iemocap, jtes, generic_csv)")
+    notes = dict(df.attrs.get("ingest_notes", {}))
     write_csv(out_csv, df)
     kept = df[df["label"] != ""]
     log.info("%d utterances, %d with a class label: %s", len(df), len(kept), kept["label"].value_counts().to_dict())
     write_provenance(out_csv, rule="ingest", params={"root": root, "format": fmt, "label_map": dict(label_map),
-                     "drop_labels": list(drop_labels), "sample_rate": sample_rate,
+                     "drop_labels": list(drop_labels), "sample_rate": sample_rate, "encoding": encoding,
                      "expected_counts": expected_counts, **jtes_params}, inputs={"raw": raw}, outputs=[out_csv],
-                     started=started)
+                     started=started, extra={"warnings": notes})
 
 
-def make_folds(manifest_csv: str, out_csv: str, *, scheme: str, val_policy: str, seed: int = 0) -> None:
+def make_folds(manifest_csv: str, out_csv: str, *, scheme: str, val_policy: str, seed: int = 0,
+               n_folds: int | None = None, protocol: str | None = None) -> None:
+    """Write a protocol's fold file; with ``n_folds`` (config ``protocols.<name>.n_folds``) the folds the
+    data give must be that many (a missing or extra session would otherwise renumber them silently)."""
     import pandas as pd
 
     from . import folds as F
 
     started = now()
+    check_against_sidecar(manifest_csv)
     manifest = pd.read_csv(manifest_csv, keep_default_na=False)
     table = F.make_folds(manifest, scheme, val_policy, seed=seed)
-    F.check_folds(table, manifest[manifest["label"] != ""])
+    labelled = manifest[manifest["label"] != ""]
+    F.check_folds(table, labelled, where=out_csv)
+    groups = F.fold_groups(table, labelled)
+    if n_folds is not None and len(groups) != int(n_folds):
+        raise InputError(f"{manifest_csv}: the {scheme} protocol gives {len(groups)} folds "
+                         f"({'; '.join(f'fold {k}: {v[0]}' for k, v in groups.items())}), but config "
+                         f"protocols.{protocol or scheme}.n_folds is {n_folds}; make them agree (the number of folds "
+                         f"comes from the data: a missing or extra session/speaker changes it)")
     write_csv(out_csv, table)
-    write_provenance(out_csv, rule="folds", params={"scheme": scheme, "val_policy": val_policy}, seed=seed,
-                     inputs={"manifest": manifest_csv}, outputs=[out_csv], started=started)
+    write_provenance(out_csv, rule="folds", params={"scheme": scheme, "val_policy": val_policy, "n_folds": n_folds},
+                     seed=seed, inputs={"manifest": manifest_csv}, outputs=[out_csv], started=started,
+                     extra={"held_out": {str(k): v for k, v in groups.items()}})
 
 
 def extract_features(manifest_csv: str, out_manifest: str, *, name: str, spec: Mapping[str, Any],
                      seed: int = 0, device: str | None = None, options: Mapping[str, Any] | None = None) -> None:
+    """Fill a feature cache; its sidecar lists every shard and the index, so ``verify``/``trace`` re-hash them.
+
+    A local checkpoint path is made absolute first (never mistaken for a Hub id; loaded with local
+    files only)."""
     from .encoders.base import EncoderSpec
-    from .features.cache import extract_to_cache
+    from .features.cache import INDEX, extract_to_cache
 
     started = now()
+    check_against_sidecar(manifest_csv)
     out_dir = Path(out_manifest).parent
-    es = EncoderSpec.from_dict(name, dict(spec))
-    extract_to_cache(manifest_csv, es, str(out_dir), seed=seed, device=device, **dict(options or {}))
+    spec = dict(spec)
+    if spec.get("checkpoint"):
+        spec["checkpoint"] = os.path.abspath(spec["checkpoint"])
+    es = EncoderSpec.from_dict(name, spec)
+    report = extract_to_cache(manifest_csv, es, str(out_dir), seed=seed, device=device, **dict(options or {}))
     inputs: dict[str, Any] = {"manifest": manifest_csv}
     if es.checkpoint and Path(es.checkpoint).is_dir():
         inputs["checkpoint"] = es.checkpoint
-    write_provenance(out_manifest, rule="extract_features", params={"encoder": name, **dict(spec)}, seed=seed,
-                     inputs=inputs, outputs=[out_manifest], started=started,
-                     extra={"note": "shard hashes are in the cache manifest (the output)"})
+    shards = [out_dir / s["file"] for s in report["manifest"]["shards"]]
+    write_provenance(out_manifest, rule="extract_features", params={"encoder": name, **spec}, seed=seed,
+                     inputs=inputs, outputs=[out_manifest, out_dir / INDEX, *shards], started=started)
+
+
+def repair_features(cache_dir: str, *, device: str | None = None) -> dict:
+    """Re-extract the damaged or missing shards of a complete feature cache, from what its manifest recorded.
+
+    The good shards are kept (each after its own hash check).  When the re-extracted shards are
+    byte-identical to the recorded ones (CPU extraction is deterministic), every downstream result stays
+    valid: ``manifest.json`` keeps its bytes and its modification time, so Snakemake re-runs nothing.
+    Otherwise the cache's sidecar is rewritten and the results built on the old shards no longer verify,
+    so Snakemake (input newer than output) re-runs them.
+    """
+    import contextlib
+
+    from .encoders.base import EncoderSpec
+    from .features.cache import INDEX, MANIFEST, extract_to_cache
+    from .io import read_json
+    from .provenance import resolver, sidecar_path
+
+    d = Path(cache_dir).absolute()
+    mp = d / MANIFEST
+    if not mp.is_file():
+        raise InputError(f"{d}: no {MANIFEST}: not a complete feature cache (run the extraction)")
+    before = mp.read_bytes()
+    st = mp.stat()
+    man = read_json(mp)
+    side = sidecar_path(mp)
+    # Relative paths in the manifest are relative to the run's working directory: work from there.
+    base = resolver(side, read_json(side))(".") if side.exists() else os.getcwd()
+    enc = dict(man["encoder"])
+    es = EncoderSpec.from_dict(enc.pop("name"), enc)
+    with contextlib.chdir(base):
+        manifest_csv = man["manifest_csv"]
+        report = extract_to_cache(manifest_csv, es, str(d), seed=man["seed"], device=device, progress=False,
+                                  **man["settings"])
+    same = mp.read_bytes() == before
+    if same:
+        os.utime(mp, ns=(st.st_atime_ns, st.st_mtime_ns))   # same bytes: downstream results stay valid
+    else:
+        shards = [d / s["file"] for s in report["manifest"]["shards"]]
+        with contextlib.chdir(base):
+            write_provenance(mp, rule="repair_features", seed=man["seed"], inputs={"manifest": manifest_csv},
+                             params={"encoder": es.name, **enc, "checkpoint": es.checkpoint},
+                             outputs=[mp, d / INDEX, *shards], started=now())
+    return {"recomputed_shards": report["computed_shards"], "identical": same}
 
 
 def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, Any], out_dir: str, fold: int, seed: int,
           classes: Sequence[str], model: str, model_params: Mapping, train_params: Mapping, run_id: Mapping) -> None:
     """Train one fold and seed; ``caches`` maps a role (audio, text) to a cache's manifest.json
-    (or to a list of them: a union corpus reads its members' caches)."""
+    (or to a list of them: a union corpus reads its members' caches).
+
+    Before training: the manifest, the fold file and every cache (shards included) are checked
+    against their sidecars, and the fold file's soundness (no leak, every utterance tested once)
+    is checked again, so a tampered or leaking input never reaches a result."""
+    import pandas as pd
+
+    from .folds import check_folds
     from .train import run_training
 
     started = now()
     caches = {role: (m if isinstance(m, (str, os.PathLike)) else [str(x) for x in m]) for role, m in caches.items()}
+    check_against_sidecar(manifest_csv)
+    check_against_sidecar(folds_csv)
+    for m in caches.values():
+        for one in ([m] if isinstance(m, (str, os.PathLike)) else m):
+            check_feature_cache(one)
+    manifest = pd.read_csv(manifest_csv, keep_default_na=False)
+    folds = pd.read_csv(folds_csv)
+    check_folds(folds, manifest[manifest["label"] != ""], where=folds_csv)
     summary = run_training(manifest_csv=manifest_csv, folds_csv=folds_csv,
                            caches={role: (str(Path(m).parent) if isinstance(m, (str, os.PathLike))
                                           else [str(Path(x).parent) for x in m]) for role, m in caches.items()},
                            fold=fold, seed=seed, classes=classes, model=model, model_params=dict(model_params),
                            train=dict(train_params), out_dir=out_dir)
+    summary["n_folds"] = int(folds["fold"].nunique())   # the table checks it averages every fold of the file
     out = Path(out_dir)
     write_provenance(out, rule="train", seed=seed,
                      params={**dict(run_id), "fold": fold, "classes": list(classes), "model": model,
@@ -201,6 +298,7 @@ def score(pred_csv: str, out_json: str, *, classes: Sequence[str], fold: int, se
     from .metrics import score_predictions
 
     started = now()
+    check_against_sidecar(pred_csv)
     m = score_predictions(pred_csv, classes, split="test", corpus=corpus)
     m.update(fold=fold, seed=seed)
     write_json(out_json, m)
@@ -261,6 +359,7 @@ def demo_checkpoint(done_json: str, *, family: str, seed: int = 0, size: str = "
     out_dir = Path(done_json).parent
     texts = None
     if manifest_csv:
+        check_against_sidecar(manifest_csv)
         texts = [t for t in pd.read_csv(manifest_csv, keep_default_na=False)["transcript"] if t]
     make_demo_checkpoint(family, str(out_dir), seed, texts=texts, size=size)
     files = sorted(p for p in out_dir.iterdir() if p.is_file() and not p.name.endswith(".prov.json"))

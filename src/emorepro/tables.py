@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .io import InputError, atomic_path, read_json, sha256_file, write_csv, write_text
-from .provenance import sidecar_path
+from .io import InputError, atomic_path, read_json, write_csv, write_text
+from .provenance import (
+    check_against_sidecar,  # moved to provenance.py; still importable from here
+)
 
 AGGREGATIONS = {
     "fold_mean_seed_mean_std": "mean over folds per seed, then mean +/- sample std (ddof=1) over seeds",
@@ -134,6 +136,7 @@ def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *
                 check_against_sidecar(ref.metrics)
             loaded.append((ref, read_json(ref.metrics)))
         _check_experiments_cover(spec["name"], r["name"], refs)
+        _check_every_fold(spec["name"], r["name"], refs)
         for c in columns:
             values: dict[int, dict[int, float]] = defaultdict(dict)
             cells = []
@@ -222,6 +225,24 @@ def _check_experiments_cover(table: str, row: str, refs: Sequence[RunRef]) -> No
                              f"row averages {experiments}; give its experiments the same seeds and folds")
 
 
+def _check_every_fold(table: str, row: str, refs: Sequence[RunRef]) -> None:
+    """A row averages every fold of its fold file: a config ``n_folds`` smaller than the data's would
+    otherwise average, say, 3 of 5 sessions.  Each run records how many folds its fold file has."""
+    from .provenance import RUN_SIDECAR, read_sidecar
+
+    folds: dict[tuple[str, int], set[int]] = defaultdict(set)
+    for r in refs:
+        folds[(r.experiment, r.seed)].add(r.fold)
+    for r in refs:
+        side = Path(r.metrics).parent / RUN_SIDECAR
+        n = (read_sidecar(side).get("summary") or {}).get("n_folds") if side.is_file() else None
+        have = sorted(folds[(r.experiment, r.seed)])
+        if n is not None and have != list(range(1, int(n) + 1)):
+            raise InputError(f"table {table}: row {row!r} averages folds {have} of seed {r.seed}, but the fold file "
+                             f"of {Path(r.metrics).parent} has {n} folds: config protocols.<name>.n_folds disagrees "
+                             f"with the fold file")
+
+
 def fill_corpus_names(spec: Mapping[str, Any], corpora: Mapping[str, Mapping[str, Any]]) -> dict:
     """``{corpora.<key>.name}`` in a spec's title, notes and row names -> that corpus's ``name`` (default: its key).
 
@@ -244,24 +265,6 @@ def fill_corpus_names(spec: Mapping[str, Any], corpora: Mapping[str, Mapping[str
     out["rows"] = [{**r, "name": fill(r["name"]), **({"compare_to": fill(r["compare_to"])} if r.get("compare_to") else {})}
                    for r in out["rows"]]
     return out
-
-
-def check_against_sidecar(path: str) -> None:
-    """Refuse an input whose bytes differ from what its provenance sidecar recorded."""
-    from .provenance import sidecar_for
-
-    side = sidecar_for(path)
-    if side is None:
-        raise InputError(f"{path}: no provenance sidecar {sidecar_path(path).name}; cannot vouch for it")
-    rec = read_json(side)
-    for o in rec.get("outputs", []):
-        if os.path.abspath(o["path"]) == os.path.abspath(path):
-            actual = sha256_file(path)
-            if actual != o["sha256"]:
-                raise InputError(f"{path}: sha256 {actual[:12]}… does not match its sidecar {side} "
-                                 f"({o['sha256'][:12]}…): the file was modified after it was produced")
-            return
-    raise InputError(f"{side}: does not list {path} among its outputs")
 
 
 def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str) -> dict:

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .folds import check_fold_splits
 from .io import InputError, atomic_path, write_csv
 
 log = logging.getLogger(__name__)
@@ -204,9 +205,19 @@ def run_training(*, manifest_csv: str, folds_csv: str, caches: dict[str, str], f
     f = folds[folds["fold"] == fold]
     if f.empty:
         raise InputError(f"{folds_csv}: no rows for fold {fold} (config: protocol folds)")
+    if len(set(classes)) != len(classes):
+        raise InputError(f"config: classes {list(classes)} lists a class twice (each class is one output)")
+    unknown = sorted(set(f["utt_id"]) - set(manifest.index))
+    if unknown:
+        raise InputError(f"{folds_csv}: fold {fold} names utterances that are not in {manifest_csv}, e.g. {unknown[:3]}")
+    check_fold_splits(f, manifest.reset_index(drop=True), where=folds_csv)   # no leak within the fold
     bad = sorted(set(manifest.loc[f["utt_id"], "label"]) - set(classes))
     if bad:
         raise InputError(f"{manifest_csv}: labels {bad} are not in config classes {list(classes)}")
+    never = [c for c in classes if c not in set(manifest["label"])]
+    if never:
+        raise InputError(f"config: classes {never} never occur in {manifest_csv} (an output nothing trains); "
+                         f"check classes against the corpus's label_map")
     splits = {s: f.loc[f["split"] == s, "utt_id"].tolist() for s in ("train", "val", "test")}
     if not splits["train"] or not splits["test"]:
         raise InputError(f"{folds_csv}: fold {fold} has an empty train or test split")
@@ -238,8 +249,10 @@ def run_training(*, manifest_csv: str, folds_csv: str, caches: dict[str, str], f
         frames.append(df)
     write_csv(out / "predictions.csv", pd.concat(frames, ignore_index=True), float_format="%.7g")
     write_csv(out / "train_log.csv", pd.DataFrame(history), float_format="%.6g")
-    with atomic_path(out / "model.pt") as tmp:
-        torch.save({"model": model, "model_params": dict(model_params), "state_dict": best_state}, tmp)
+    with atomic_path(out / "model.pt") as tmp, open(tmp, "wb") as fh:
+        # Saved through a file object: given a path, torch names the archive after the (random) temp file,
+        # and identical runs would give different bytes.
+        torch.save({"model": model, "model_params": dict(model_params), "state_dict": best_state}, fh)
     return {"selected_epoch": best_epoch, "epochs": cfg.epochs, "train_seconds": round(time.time() - t0, 3),
             "device": device, "n": {s: len(u) for s, u in splits.items()},
             "n_parameters": int(sum(p.numel() for p in net.parameters()))}

@@ -3,4 +3,4 @@ from emorepro.steps import log_to, make_folds
 log_to(snakemake.log[0])
 p = snakemake.params.protocol
 make_folds(snakemake.input.manifest, snakemake.output.folds, scheme=p["scheme"], val_policy=p["val_policy"],
-           seed=p["seed"])
+           seed=p["seed"], n_folds=p["n_folds"], protocol=snakemake.wildcards.protocol)

@@ -17,10 +17,14 @@ the jitter come from one ``numpy.random.Generator``; espeak-ng itself is determi
 """
 from __future__ import annotations
 
+import fnmatch
+import json
 import logging
+import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,6 +179,78 @@ class SynthConfig:
     noise_db: float = -45.0             # white noise relative to full scale, so silence is not digital zero
     threads: int = 2
 
+    def __post_init__(self):
+        where = "synth (config corpora.<name>.synth, or the corpus synth command)"
+        if int(self.turns_per_dialog) < 1:
+            raise InputError(f"{where}: turns_per_dialog must be >= 1, got {self.turns_per_dialog}")
+        if not self.sessions or any(not 1 <= int(s) <= 9 for s in self.sessions):
+            raise InputError(f"{where}: sessions must be a non-empty list of 1..9, got {list(self.sessions)}")
+        if int(self.threads) < 1:
+            raise InputError(f"{where}: threads must be >= 1, got {self.threads}")
+        bad = sorted(set(self.label_probs) - set(PROSODY))
+        if bad:
+            raise InputError(f"{where}: label_probs has unknown label(s) {bad}; known: {sorted(PROSODY)}")
+        if any(float(v) < 0 for v in self.label_probs.values()) or sum(map(float, self.label_probs.values())) <= 0:
+            raise InputError(f"{where}: label_probs must be >= 0 with a positive sum, got {self.label_probs}")
+
+
+# --------------------------------------------------------------------------- the output directory guard
+
+SYNTH_MARKER = ".emorepro-synth.json"
+#: top-level entries of a generated IEMOCAP-layout tree (glob patterns)
+IEMOCAP_LAYOUT = ("Session[1-9]", "synth_summary.json")
+
+
+def check_synth_target(out_dir: str | os.PathLike, layout: Sequence[str]) -> bool:
+    """May a generator write its corpus into ``out_dir``?  True when it holds an earlier one to replace.
+
+    A missing or empty directory is fine (returns False).  A non-empty one is replaced only when it is a
+    synthetic corpus this package wrote: it holds the marker file :data:`SYNTH_MARKER` (or, for corpora
+    generated before the marker existed, a ``synth_summary.json`` with the generators' keys) and nothing
+    but the generator's own top-level entries (``layout``, glob patterns) and provenance sidecars.
+    Anything else raises :class:`InputError` naming the directory and the entries it would destroy: a
+    swapped argument must never wipe a real corpus or anyone's files.  Every generator calls this
+    before it writes (:func:`synthesize_iemocap`, :func:`emorepro.corpus.synth_spon.synthesize_spon`).
+    """
+    out = Path(out_dir)
+    if not out.exists():
+        return False
+    if not out.is_dir():
+        raise InputError(f"{out}: exists and is not a directory; refusing to replace it with a synthetic corpus")
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return False
+    ours = False
+    marker = out / SYNTH_MARKER
+    if marker.is_file():
+        try:
+            ours = str(json.loads(marker.read_text()).get("generator", "")).startswith("emorepro.")
+        except (OSError, ValueError, AttributeError):
+            ours = False
+    elif (out / "synth_summary.json").is_file():   # generated before the marker existed
+        try:
+            ours = {"seed", "n_utterances", "label_counts"} <= set(json.loads((out / "synth_summary.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            ours = False
+    if not ours:
+        raise InputError(f"{out}: exists, is not empty and holds no generated corpus (no {SYNTH_MARKER} of "
+                         f"emorepro's generators); refusing to replace it. Holds: {entries[:8]}"
+                         + (" ..." if len(entries) > 8 else "") + "; choose a new or empty directory")
+    allowed = (*layout, SYNTH_MARKER, "*.prov.json")
+    foreign = [e for e in entries if not any(fnmatch.fnmatchcase(e, pat) for pat in allowed)]
+    if foreign:
+        raise InputError(f"{out}: holds an earlier synthetic corpus but also {foreign[:8]}, which the generator did "
+                         "not write; refusing to replace it (move them away, or choose another directory)")
+    return True
+
+
+def write_synth_marker(stage: Path, generator: str, cfg) -> None:
+    """Mark a freshly generated tree as ours (what :func:`check_synth_target` recognises)."""
+    from dataclasses import asdict
+
+    write_json(stage / SYNTH_MARKER, {"generator": generator, "config": asdict(cfg),
+                                      "note": "written by emorepro; the directory may be replaced by a re-generation"})
+
 
 def _dialogs(session: int) -> list[tuple[str, str]]:
     """(dialog name, mode) for one session, including the real release's suffixed names."""
@@ -217,9 +293,10 @@ def synthesize_iemocap(out_root: str | Path, cfg: SynthConfig, *, overwrite: boo
     ----------
     out_root : directory to create; must not exist yet (or be empty) unless ``overwrite``.
     cfg : sizes, label mix and seed.
-    overwrite : replace an existing tree (the Snakemake rule owns its output folder and
-        re-generates it when its parameters change); the old tree is removed only after the
-        new one is complete.
+    overwrite : replace an earlier synthetic corpus (the Snakemake rule owns its output folder
+        and re-generates it when its parameters change); the old tree is removed only after the
+        new one is complete.  Anything that is not an earlier synthetic corpus (see
+        :func:`check_synth_target`) is refused whatever ``overwrite`` says.
 
     Returns
     -------
@@ -230,8 +307,9 @@ def synthesize_iemocap(out_root: str | Path, cfg: SynthConfig, *, overwrite: boo
     >>> synthesize_iemocap("results/demo/IEMOCAP_full_release", SynthConfig(seed=0))  # doctest: +SKIP
     """
     out_root = Path(out_root)
-    if out_root.exists() and any(out_root.iterdir()) and not overwrite:
-        raise InputError(f"{out_root}: output directory exists and is not empty")
+    if check_synth_target(out_root, IEMOCAP_LAYOUT) and not overwrite:
+        raise InputError(f"{out_root}: output directory exists and is not empty (an earlier synthetic corpus; "
+                         "overwrite=True replaces it)")
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed; run scripts/install.sh (apt package espeak-ng)")
     labels = list(cfg.label_probs)
@@ -296,8 +374,9 @@ def synthesize_iemocap(out_root: str | Path, cfg: SynthConfig, *, overwrite: boo
         _write_text_files(stage, plan)
         summary = _summary(plan, cfg)
         write_json(stage / "synth_summary.json", summary)
-        if out_root.exists():
-            shutil.rmtree(out_root)
+        write_synth_marker(stage, "emorepro.corpus.synth.synthesize_iemocap", cfg)
+        if out_root.exists():   # empty, or an earlier generation checked above: moved away, deleted with tmp
+            out_root.rename(tmp / "previous")
         stage.rename(out_root)
     return summary
 

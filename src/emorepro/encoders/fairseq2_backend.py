@@ -46,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -119,7 +120,12 @@ def build_encoder_model(cfg) -> torch.nn.Module:
 
 
 def _load_state_dict(path: Path, cfg) -> dict:
-    sd = torch.load(path, map_location="cpu", weights_only=False)
+    try:   # a user's file: load tensors only, never run pickled code
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"{path}: holds pickled Python objects besides tensors (an original fairseq checkpoint "
+                         "keeps its args/cfg), which are not loaded from a file that could run code. If you trust it, "
+                         "save its state dict alone: torch.save(torch.load(p, weights_only=False)['model'], out)") from e
     if isinstance(sd, dict) and "model" in sd and isinstance(sd["model"], dict):
         sd = sd["model"]
     if "mask_emb" in sd or "mask_emb.weight" in sd:  # original fairseq checkpoint
@@ -407,7 +413,7 @@ def write_fairseq2_asset_card(fs2_dir: str, card_path: str, name: str = "emorepr
     extra = {"final_dim": min(256, enc_fields["model_dim"]), "quantized_dim": min(256, enc_fields["model_dim"])}
     full = create_wav2vec2_model(Wav2Vec2Config(encoder_config=_encoder_config(enc_fields), **extra))
     sd = full.state_dict()
-    enc_sd = torch.load(d / WEIGHTS_FILE, map_location="cpu")
+    enc_sd = torch.load(d / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     unknown = sorted(set(enc_sd) - set(sd))
     if unknown:
         raise RuntimeError(f"{d / WEIGHTS_FILE}: keys not in fairseq2 Wav2Vec2Model: {unknown[:5]}")

@@ -388,7 +388,8 @@ class IspasRecipe(Recipe):
     """Feeds :class:`IspasMM` from the ``audio`` and ``text`` caches (or :class:`IspasFinetune` from raw input).
 
     Targets: the class label, and ``valence_norm`` / ``arousal_norm`` of the manifest (ratings rescaled
-    from [1, 5] to [0, 1]).  RMM's draws come from a generator seeded by the run seed (two uniforms per
+    from [1, 5] to [0, 1]; a rating outside 1-5 was clipped to the scale at ingestion, and the ingest
+    sidecar counts them, so such an utterance trains the Con task on the nearest valid target).  RMM's draws come from a generator seeded by the run seed (two uniforms per
     epoch, whatever p is, so the draws of one epoch never depend on the schedule of another).
     """
 
@@ -410,8 +411,14 @@ class IspasRecipe(Recipe):
                 continue
             self.y[split] = ctx.labels(split)
             va = np.stack([np.asarray(m.loc[utts, c], dtype=np.float32) for c in ("valence_norm", "arousal_norm")], 1)
-            assert np.isfinite(va).all() and (va >= 0).all() and (va <= 1).all(), \
-                f"manifest: valence_norm/arousal_norm of the {split} split must be in [0, 1] (got {va.min()}..{va.max()})"
+            if not (np.isfinite(va).all() and (va >= 0).all() and (va <= 1).all()):
+                # Ingestion clips out-of-scale ratings into [0, 1] (emorepro.corpus.iemocap.normalise_ratings,
+                # counted in its sidecar); what is left here is a corpus without ratings: a config error.
+                from ..io import InputError
+
+                raise InputError(f"manifest: valence_norm/arousal_norm of the {split} split must be ratings in [0, 1] "
+                                 f"(got {np.nanmin(va)}..{np.nanmax(va)}, {int((~np.isfinite(va)).sum())} missing); "
+                                 "the Con task needs a corpus with valence/arousal ratings")
             self.va[split] = va                                          # (N, 2)
         self.rng = np.random.default_rng([ctx.seed, 0x1595])             # RMM draws only
         self.rmm_history: list[dict[str, Any]] = []
