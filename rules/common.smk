@@ -152,11 +152,19 @@ def experiment_runs(paper, variant):
 
 def train_inputs(wc):
     e = experiment(wc.paper, wc.variant)
-    return {
+    finetune = e["train"].get("finetune") or {}  # roles encoded on the fly: their checkpoint, not a cache
+    inputs = {
         "manifest": f"{RESULTS}/{e['corpus']}/manifest.csv",
         "folds": f"{RESULTS}/{e['corpus']}/folds/{e['protocol']}.csv",
-        **{f"cache_{role}": feature_cache(e["corpus"], enc) for role, enc in e["inputs"].items()},
+        **{f"cache_{role}": feature_cache(e["corpus"], enc) for role, enc in e["inputs"].items() if role not in finetune},
     }
+    for role in finetune:
+        if config["encoders"][e["inputs"][role]].get("demo"):
+            inputs[f"checkpoint_{role}"] = f"{RESULTS}/checkpoints/demo/{e['inputs'][role]}/demo_checkpoint.json"
+    if e["train"].get("init_from"):  # a run starts from its parent's run of the same fold and seed
+        paper, _, variant = e["train"]["init_from"].partition("/")
+        inputs["parent_model"] = f"{run_dir(paper, variant, wc.fold, wc.seed)}/model.pt"
+    return inputs
 
 
 def table_spec(table):
@@ -173,7 +181,8 @@ def table_runs(table):
         out[row["name"]] = []
         for x in row_experiments(row):
             paper, _, variant = x.partition("/")
-            out[row["name"]] += [{"metrics": f"{d}/metrics.json", "fold": k, "seed": s, "experiment": x}
+            sel = experiment(paper, variant)["train"].get("selection") or ""  # an oracle marks the row's cells
+            out[row["name"]] += [{"metrics": f"{d}/metrics.json", "fold": k, "seed": s, "experiment": x, "selection": sel}
                                  for k, s, d in experiment_runs(paper, variant)]
     return out
 

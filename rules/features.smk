@@ -17,6 +17,14 @@ rule demo_checkpoint:
         "../workflow/scripts/demo_checkpoint.py"
 
 
+# Backends that run a neural network: only their extraction asks for a GPU (a filterbank needs none).
+NEURAL_BACKENDS = ("transformers", "fairseq2")
+
+
+def _neural(wc):
+    return config["encoders"][wc.encoder]["backend"] in NEURAL_BACKENDS
+
+
 rule extract_features:
     input:
         unpack(extraction_inputs),
@@ -25,9 +33,13 @@ rule extract_features:
     params:
         spec=lambda wc: encoder_spec(wc.encoder),
     threads: 2
+    # Measured peak RSS: fbank 0.75 GB on the demo corpus (streaming: a 256 MB shard at a time, so about
+    # the same on IEMOCAP); neural encoders ~1.1 GB on the demo's tiny checkpoints, and the real
+    # HuBERT-large / DeBERTaV3-large weights add 1.3 / 1.7 GB (benchmarks/real_shapes.py): 8 GB leaves room
+    # for a 60 s batch.
     resources:
-        gpu=1,
-        mem_mb=8000,
+        gpu=lambda wc: 1 if _neural(wc) else 0,
+        mem_mb=lambda wc: 8000 if _neural(wc) else 2000,
         runtime=120,
     log:
         f"{RESULTS}/logs/extract_features/{{corpus}}/{{encoder}}.log",

@@ -352,6 +352,7 @@ def load_parent_state(parent_model: str, net, encoders: dict[str, Any], *, fold:
     unused = sorted(set(parent) - set(want))
     log.info("init_from %s: loaded %d tensors (%d of the parent unused)", p, len(want), len(unused))
     return {"model": str(p), "model_sha256": sha256_file(p), "parent_state_sha256": rec["state_sha256"],
+            "parent_encoders": {r: {"dir": i["dir"], "files": i["files"]} for r, i in rec["encoders"].items()},
             "n_loaded": len(want), "unused": unused[:50], "n_unused": len(unused),
             "not_loaded": sorted(set(own) - set(want))[:50], "n_not_loaded": len(set(own) - set(want))}
 

@@ -22,7 +22,7 @@ wants HuBERT's span masking (GMP-ATL stage 2) asks for it with :meth:`FinetuneAu
 and passes ``mask_time_indices`` (masked frames are replaced by the checkpoint's
 ``masked_spec_embed``, which trains).
 
-Options (``train.finetune.<role>``, :class:`AudioOptions` / :class:`TextOptions`), each recorded
+Options (``train.finetune.<role>``, :class:`FinetuneOptions`), each recorded
 in the run's provenance through the config and in the run summary with the values actually used
 (``resolved``: the checkpoint's dropout/LayerDrop when the option is null):
 
@@ -75,27 +75,39 @@ _SIDE_FILES = ("preprocessor_config.json", "tokenizer.json", "tokenizer_config.j
 
 
 @dataclass
-class AudioOptions:
-    """``train.finetune.audio`` (any audio role): how a HuBERT / wav2vec 2.0 encoder is fine-tuned."""
+class FinetuneOptions:
+    """``train.finetune.<role>``: how one encoder is fine-tuned (or run frozen) inside the model.
 
-    checkpoint: str | None = None           # set by the workflow from encoders.<inputs.audio>.checkpoint
-    family: str | None = None               # idem (hubert, wav2vec2); None: config.json's model_type
+    Audio-only fields (``freeze_cnn`` ... ``do_normalize``) must keep their defaults for a text
+    encoder, and ``freeze_embeddings``/``max_tokens`` for an audio encoder.
+    """
+
+    checkpoint: str | None = None           # set by the workflow from encoders.<inputs.role>.checkpoint
+    family: str | None = None               # idem (hubert, wav2vec2, deberta-v2, roberta, bert); None: config.json
     layers: list[int] = field(default_factory=lambda: [-1])   # hidden_states indices (negative from the top)
     layer_combine: str = "weighted_sum"     # several layers: weighted_sum (softmax weights, learnt; SUPERB), mean, stack
-    freeze_cnn: bool = True                 # the CNN feature encoder (all three papers' code freeze it)
-    freeze_feature_projection: bool = False  # LayerNorm + Linear after the CNN (trains in a plain HF fine-tune)
     freeze_encoder: bool = False            # true: nothing of the encoder trains (features computed on the fly)
     hidden_dropout: float | None = None     # None: the checkpoint's config.json value (HuBERT-large: 0.1)
     attention_dropout: float | None = None
+    gradient_checkpointing: bool = False
+    # audio only
+    freeze_cnn: bool = True                 # the CNN feature encoder (all three papers' code freeze it)
+    freeze_feature_projection: bool = False  # LayerNorm + Linear after the CNN (trains in a plain HF fine-tune)
     activation_dropout: float | None = None
     feat_proj_dropout: float | None = None
     layerdrop: float | None = None          # whole transformer layers skipped at random in training
-    gradient_checkpointing: bool = False
     train_max_seconds: float | None = None  # crop training clips longer than this (None: full length)
     train_crop: str = "random"              # random | head
     eval_max_seconds: float | None = None   # validation/test clips longer than this follow eval_policy
     eval_policy: str = "head"               # head | chunks
     do_normalize: bool | None = None        # None: the checkpoint's preprocessor_config.json
+    # text only
+    freeze_embeddings: bool = True          # token/position embeddings (Ispas et al. Sec. 4.2)
+    max_tokens: int | None = None           # None: the model's position table (512)
+
+    AUDIO_ONLY = ("freeze_cnn", "freeze_feature_projection", "activation_dropout", "feat_proj_dropout", "layerdrop",
+                  "train_max_seconds", "train_crop", "eval_max_seconds", "eval_policy", "do_normalize")
+    TEXT_ONLY = ("freeze_embeddings", "max_tokens")
 
     def __post_init__(self):
         _check_choice("layer_combine", self.layer_combine, ("weighted_sum", "mean", "stack"))
@@ -104,26 +116,13 @@ class AudioOptions:
         if not self.layers:
             raise ValueError("config: train.finetune.<role>.layers must list at least one hidden-state index")
 
-
-@dataclass
-class TextOptions:
-    """``train.finetune.text``: how a DeBERTa / RoBERTa / BERT encoder is fine-tuned (or run frozen)."""
-
-    checkpoint: str | None = None
-    family: str | None = None
-    layers: list[int] = field(default_factory=lambda: [-1])
-    layer_combine: str = "weighted_sum"
-    freeze_embeddings: bool = True          # token/position embeddings (Ispas et al. Sec. 4.2)
-    freeze_encoder: bool = False            # true: frozen text encoder computed on the fly
-    hidden_dropout: float | None = None     # None: the checkpoint's hidden_dropout_prob
-    attention_dropout: float | None = None  # None: the checkpoint's attention_probs_dropout_prob
-    gradient_checkpointing: bool = False
-    max_tokens: int | None = None           # None: the model's position table (512)
-
-    def __post_init__(self):
-        _check_choice("layer_combine", self.layer_combine, ("weighted_sum", "mean", "stack"))
-        if not self.layers:
-            raise ValueError("config: train.finetune.<role>.layers must list at least one hidden-state index")
+    def check_modality(self, role: str, audio: bool) -> None:
+        """Options of the other modality must keep their defaults (they would silently do nothing)."""
+        default = FinetuneOptions()
+        wrong = [k for k in (self.TEXT_ONLY if audio else self.AUDIO_ONLY) if getattr(self, k) != getattr(default, k)]
+        if wrong:
+            raise ValueError(f"config: train.finetune.{role}: {wrong} apply to {'text' if audio else 'audio'} "
+                             f"encoders only; {self.checkpoint} is a {self.family} ({'audio' if audio else 'text'}) encoder")
 
 
 def _check_choice(key: str, value: str, allowed: Sequence[str]) -> None:
@@ -213,7 +212,7 @@ class FinetuneAudioEncoder(_Finetunable):
     padded frames of ``hidden`` are zero.
     """
 
-    def __init__(self, model: nn.Module, opts: AudioOptions, *, do_normalize: bool, seed: int = 0):
+    def __init__(self, model: nn.Module, opts: FinetuneOptions, *, do_normalize: bool, seed: int = 0):
         super().__init__()
         self.model, self.opts = model, opts
         self.checkpoint, self.family = str(opts.checkpoint), str(opts.family)
@@ -233,8 +232,7 @@ class FinetuneAudioEncoder(_Finetunable):
             self._freeze(model.feature_projection.parameters())
         if opts.freeze_encoder:
             self._freeze(model.parameters())
-        if opts.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        _set_gradient_checkpointing(model, opts.gradient_checkpointing)
         if getattr(cfg, "add_adapter", False):
             raise NotImplementedError(f"{self.checkpoint}: wav2vec2 adapters (add_adapter) are not supported")
 
@@ -345,7 +343,7 @@ class FinetuneAudioEncoder(_Finetunable):
     def resolved(self) -> dict[str, Any]:
         """Options with the values actually in force (the checkpoint's where the option is null)."""
         c = self.model.config
-        r = asdict(self.opts)
+        r = {k: v for k, v in asdict(self.opts).items() if k not in FinetuneOptions.TEXT_ONLY}
         for k in ("hidden_dropout", "attention_dropout", "activation_dropout", "feat_proj_dropout", "layerdrop"):
             r[k] = float(getattr(c, k))
         r.update(do_normalize=self.do_normalize, n_hidden_states=self.n_hidden, dim=self.dim,
@@ -360,7 +358,7 @@ class FinetuneTextEncoder(_Finetunable):
     ``forward(input_ids, attention_mask)`` -> ``{"hidden": (B, N, d), "mask": (B, N) bool}``.
     """
 
-    def __init__(self, model: nn.Module, tokenizer, opts: TextOptions, *, max_tokens: int):
+    def __init__(self, model: nn.Module, tokenizer, opts: FinetuneOptions, *, max_tokens: int):
         super().__init__()
         self.model, self.tokenizer, self.opts = model, tokenizer, opts
         self.checkpoint, self.family = str(opts.checkpoint), str(opts.family)
@@ -375,8 +373,7 @@ class FinetuneTextEncoder(_Finetunable):
             self._freeze(model.embeddings.parameters())
         if opts.freeze_encoder:
             self._freeze(model.parameters())
-        if opts.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        _set_gradient_checkpointing(model, opts.gradient_checkpointing)
         if getattr(tokenizer, "padding_side", "right") != "right":
             raise NotImplementedError(f"{self.checkpoint}: left-padding tokenizers are not supported")
 
@@ -395,11 +392,20 @@ class FinetuneTextEncoder(_Finetunable):
 
     def resolved(self) -> dict[str, Any]:
         c = self.model.config
-        r = asdict(self.opts)
+        r = {k: v for k, v in asdict(self.opts).items() if k not in FinetuneOptions.AUDIO_ONLY}
         r.update(hidden_dropout=float(c.hidden_dropout_prob), attention_dropout=float(c.attention_probs_dropout_prob),
                  max_tokens=self.max_tokens, n_hidden_states=self.n_hidden, dim=self.dim,
                  n_parameters=int(sum(p.numel() for p in self.parameters())), n_trainable=self.n_trainable())
         return r
+
+
+def _set_gradient_checkpointing(model, on: bool) -> None:
+    # Explicit either way: facebook/wav2vec2-base's config.json says "gradient_checkpointing": true, which
+    # transformers turns on silently when the model is built.
+    if on:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif model.is_gradient_checkpointing:
+        model.gradient_checkpointing_disable()
 
 
 def _model_family(checkpoint: str) -> str:
@@ -431,21 +437,19 @@ def load_finetune_encoder(role: str, options: dict[str, Any], *, seed: int = 0):
     family = opts.get("family") or _model_family(ck)
     opts["family"] = family
     name = f"train.finetune.{role}"
+    try:
+        o = FinetuneOptions(**opts)
+    except TypeError as e:
+        raise ValueError(f"config: {name}: {e}; known keys: {sorted(FinetuneOptions.__dataclass_fields__)}") from e
     if family in AUDIO_FAMILIES:
-        try:
-            o = AudioOptions(**opts)
-        except TypeError as e:
-            raise ValueError(f"config: {name}: {e}; known keys: {sorted(AudioOptions.__dataclass_fields__)}") from e
+        o.check_modality(role, audio=True)
         over = {k: getattr(o, k) for k in ("hidden_dropout", "attention_dropout", "activation_dropout",
                                            "feat_proj_dropout", "layerdrop") if getattr(o, k) is not None}
         model, local = load_pretrained(ck, family, name, config_overrides=over)
         do_norm = o.do_normalize if o.do_normalize is not None else read_do_normalize(ck, local)
         return FinetuneAudioEncoder(model, o, do_normalize=do_norm, seed=seed)
     if family in TEXT_FAMILIES:
-        try:
-            o = TextOptions(**opts)
-        except TypeError as e:
-            raise ValueError(f"config: {name}: {e}; known keys: {sorted(TextOptions.__dataclass_fields__)}") from e
+        o.check_modality(role, audio=False)
         over = {}
         if o.hidden_dropout is not None:
             over["hidden_dropout_prob"] = o.hidden_dropout

@@ -85,7 +85,7 @@ class TrainConfig:
     init_modules: list[str] | None = None  # parameter-name prefixes taken from the parent (None: all it has)
     keep_model: bool = False        # keep the selected weights (heads in model.pt, fine-tuned encoders as checkpoints)
     save_embeddings: list[str] = field(default_factory=list)   # splits whose out["embedding"] go to embeddings.npz
-    finetune: dict[str, dict[str, Any]] = field(default_factory=dict)   # role -> fine-tunable encoder options
+    finetune: dict[str, dict[str, Any]] | None = field(default_factory=dict)   # role -> fine-tunable encoder options
     threads: int = 1
     data: dict[str, Any] = field(default_factory=dict)   # recipe-specific data options
     loss: dict[str, Any] = field(default_factory=dict)   # recipe-specific loss options
@@ -93,6 +93,9 @@ class TrainConfig:
     def __post_init__(self):
         from ..io import InputError
 
+        self.finetune = dict(self.finetune or {})          # the schema's default is null
+        self.save_embeddings = list(self.save_embeddings or [])
+        self.param_groups = dict(self.param_groups or {})
         if self.selection not in SELECTIONS:
             raise InputError(f"config: train.selection must be one of {list(SELECTIONS)}, got {self.selection!r}")
         if self.optimizer not in ("adam", "adamw"):
