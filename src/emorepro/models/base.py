@@ -156,6 +156,9 @@ class Recipe:
     """
 
     input_keys: tuple[str, ...] = ()
+    #: input roles this family can fine-tune (``train.finetune``): tests build every such family from
+    #: real-shaped base-size checkpoints (tests/test_real_shapes.py) and benchmarks/real_shapes.py runs them
+    finetune_roles: tuple[str, ...] = ()
 
     def __init__(self, ctx: RunContext):
         self.ctx = ctx

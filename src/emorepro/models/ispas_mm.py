@@ -353,6 +353,8 @@ class IspasRecipe(Recipe):
     is, so the draws of one epoch never depend on the schedule of another).
     """
 
+    finetune_roles = MODALITIES
+
     def __init__(self, ctx):
         super().__init__(ctx)
         if "encoders" in ctx.cfg.data or any(k.endswith("_checkpoint") for k in ctx.cfg.data):
