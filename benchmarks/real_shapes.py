@@ -40,6 +40,7 @@ taken on a shared 2-core machine under load).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -97,14 +98,24 @@ def _rss_mb() -> float:
 # --------------------------------------------------------------------------- one (row, mode): a subprocess
 
 
+def extract_one(job: dict) -> dict:
+    """The frozen caches of one encoder for the benchmark's utterances (its own subprocess: its own peak RSS)."""
+    import torch
+
+    from emorepro.encoders.base import EncoderSpec
+    from emorepro.features.cache import extract_to_cache
+
+    torch.set_num_threads(job["threads"])
+    spec = EncoderSpec.from_dict(job["encoder"], {**job["encoder_cfg"], "checkpoint": job["checkpoint"]})
+    t0 = time.time()
+    extract_to_cache(job["manifest"], spec, job["out"], device="cpu", progress=False)
+    return {"peak_rss_mb": _rss_mb(), "seconds": time.time() - t0}
+
+
 def run_one(job: dict) -> dict:
-    import numpy as np
-    import pandas as pd
     import torch
 
     from emorepro import train as T
-    from emorepro.encoders.base import EncoderSpec
-    from emorepro.features.cache import extract_to_cache
 
     torch.set_num_threads(job["threads"])
     work = Path(job["work"])
@@ -118,10 +129,7 @@ def run_one(job: dict) -> dict:
                              for role, opts in (train.get("finetune") or {}).items()}
     else:
         train["finetune"] = None
-        for role, enc in e["inputs"].items():
-            spec = EncoderSpec.from_dict(enc, {**job["encoder_cfg"][enc], "checkpoint": job["checkpoints"][enc]})
-            caches[role] = str(work / f"cache_{role}")
-            extract_to_cache(job["manifest"], spec, caches[role], device="cpu", progress=False)
+        caches = {role: job["caches"][enc] for role, enc in e["inputs"].items()}
     rss_loaded = [None]
     steps, saved = [], {"cur": 0, "peak": 0}
     param_ptrs: set[int] = set()
@@ -150,14 +158,16 @@ def run_one(job: dict) -> dict:
         return orig_fit(net, recipe)
 
     T.fit = fit
-    handle = torch.optim.optimizer.register_optimizer_step_post_hook(on_step)
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    handle = register_optimizer_step_post_hook(on_step)
     t0 = time.time()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         s = T.run_training(manifest_csv=job["manifest"], folds_csv=job["folds"], caches=caches, fold=1, seed=1,
                            classes=["neu", "hap", "ang", "sad"], model=e["model"], model_params=e["model_params"],
                            train=train, out_dir=str(work / "run"), device="cpu")
     handle.remove()
-    dt = [b - a for a, b in zip(steps, steps[1:])]
+    dt = [b - a for a, b in itertools.pairwise(steps)]
     per_step = statistics.median(dt) if dt else float("nan")
     return {"params": s["n_parameters"], "trainable": s["n_trainable_parameters"], "s_per_step": per_step,
             "peak_rss_mb": _rss_mb(), "rss_loaded_mb": rss_loaded[0], "run_dir_bytes": s["run_dir_bytes"],
@@ -188,7 +198,8 @@ def main(argv=None) -> int:
     ap.add_argument("--one", help=argparse.SUPPRESS)   # internal: run one job (JSON) and print its result
     args = ap.parse_args(argv)
     if args.one:
-        print(json.dumps(run_one(json.loads(Path(args.one).read_text()))))
+        job = json.loads(Path(args.one).read_text())
+        print(json.dumps(extract_one(job) if job.get("kind") == "extract" else run_one(job)))
         return 0
 
     import pandas as pd
@@ -212,31 +223,46 @@ def main(argv=None) -> int:
     secs = sub["duration"].astype(float).tolist()
     print(f"# utterances: {args.batch} x train ({', '.join(f'{s:.1f}' for s in secs[:args.batch])} s), 1 val, 1 test; "
           f"{args.steps} timed steps after 1 warm-up; {args.threads} threads; machine shared (figures under load)")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"}
+
+    def sub_run(job: dict, where: Path, what: str) -> dict:
+        (where / "job.json").write_text(json.dumps(job))
+        p = subprocess.run([sys.executable, __file__, "--one", str(where / "job.json")], capture_output=True,
+                           text=True, env=env, check=False)
+        if p.returncode != 0:
+            print(p.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"{what}: the subprocess failed")
+        return json.loads(p.stdout.strip().splitlines()[-1])
+
+    caches, extraction = {}, {}
+    if "frozen" in args.modes:
+        for enc in sorted({enc for e in exps.values() for enc in e["inputs"].values()}):
+            where = work_root / f"cache_{enc}"
+            where.mkdir()
+            r = sub_run({"kind": "extract", "encoder": enc, "encoder_cfg": cfg["encoders"][enc],
+                         "checkpoint": ckpts[enc], "manifest": str(work_root / "manifest.csv"),
+                         "out": str(where / "cache"), "threads": args.threads}, where, f"extract {enc}")
+            caches[enc], extraction[enc] = str(where / "cache"), r
+            print(f"# extract_features {enc}: peak RSS {r['peak_rss_mb'] / 1024:.2f} GB, {r['seconds']:.0f} s "
+                  f"for {len(sub)} utterances", flush=True)
     results = []
     for row, e in exps.items():
         for mode in args.modes:
             for grad_ckpt in ([False, True] if mode == "finetune" and not args.no_grad_ckpt else [False]):
                 work = work_root / f"{row.replace('/', '_')}_{mode}_{int(grad_ckpt)}"
                 work.mkdir()
-                job = {"experiment": e, "mode": mode, "grad_ckpt": grad_ckpt, "checkpoints": ckpts,
-                       "encoder_cfg": {k: cfg["encoders"][k] for k in e["inputs"].values()}, "work": str(work),
-                       "manifest": str(work_root / "manifest.csv"), "folds": str(work_root / "folds.csv"),
-                       "steps": args.steps, "batch": args.batch, "threads": args.threads}
-                (work / "job.json").write_text(json.dumps(job))
-                env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"}
-                p = subprocess.run([sys.executable, __file__, "--one", str(work / "job.json")], capture_output=True,
-                                   text=True, env=env)
-                if p.returncode != 0:
-                    print(p.stderr[-3000:], file=sys.stderr)
-                    raise SystemExit(f"{row} {mode}: the subprocess failed")
-                r = json.loads(p.stdout.strip().splitlines()[-1])
+                job = {"experiment": e, "mode": mode, "grad_ckpt": grad_ckpt, "checkpoints": ckpts, "caches": caches,
+                       "work": str(work), "manifest": str(work_root / "manifest.csv"),
+                       "folds": str(work_root / "folds.csv"), "steps": args.steps, "batch": args.batch,
+                       "threads": args.threads}
+                r = sub_run(job, work, f"{row} {mode}")
                 r.update(row=row, mode=mode + ("+ckpt" if grad_ckpt else ""), batch_cfg=int(e["train"]["batch_size"]))
                 r["gpu_est_gb"] = gpu_estimate(r, r["batch_cfg"], args.batch)
                 results.append(r)
                 print(f"# {row} {r['mode']}: {r['seconds']:.0f} s", flush=True)
     print()
     hdr = ("row", "mode", "params (M)", "trainable (M)", "s/step", "peak RSS (GB)", "RSS loaded (GB)",
-           "run dir (kB)", "activations/utt (GB)", f"GPU est at batch_size (GB)")
+           "run dir (kB)", "activations/utt (GB)", "GPU est at batch_size (GB)")
     lines = ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
     for r in results:
         lines.append("| " + " | ".join([
@@ -249,7 +275,8 @@ def main(argv=None) -> int:
           "batch scaled to the configured batch_size; excludes the CUDA context, workspace and fragmentation.")
     if args.json:
         Path(args.json).write_text(json.dumps({"batch": args.batch, "steps": args.steps, "threads": args.threads,
-                                               "utterance_seconds": secs, "results": results}, indent=2))
+                                               "utterance_seconds": secs, "extraction": extraction,
+                                               "results": results}, indent=2))
     return 0
 
 

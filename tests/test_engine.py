@@ -21,9 +21,9 @@ import torch.nn.functional as F
 
 sf = pytest.importorskip("soundfile")
 
-from emorepro import train as T  # noqa: E402
-from emorepro.io import InputError  # noqa: E402
-from emorepro.models.base import Recipe, RunContext, TrainConfig, masked_mean  # noqa: E402
+from emorepro import train as T
+from emorepro.io import InputError
+from emorepro.models.base import Recipe, RunContext, TrainConfig, masked_mean
 
 CLASSES = ["neu", "hap", "ang", "sad"]
 SR = 16_000

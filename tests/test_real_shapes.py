@@ -16,8 +16,8 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("sentencepiece")
 
-from emorepro.encoders.real_shapes import REAL_CONFIGS, make_real_shaped_checkpoint  # noqa: E402
-from tests.conftest import REPO  # noqa: E402
+from emorepro.encoders.real_shapes import REAL_CONFIGS, make_real_shaped_checkpoint
+from tests.conftest import REPO
 
 TEXTS = ["I can't believe you did that, this is wonderful news.", "Leave me alone, I don't want to talk about it.",
          "Well, I guess we could go to the beach tomorrow.", "Why would you say something like that to me?",
@@ -103,7 +103,8 @@ def _family_experiment(model: str) -> dict:
     """The last experiment of config.yaml (the real run) that fine-tunes with ``model``."""
     import yte
 
-    cfg = yte.process_yaml(open(REPO / "config/config.yaml"), require_use_yte=True)
+    with open(REPO / "config/config.yaml") as f:
+        cfg = yte.process_yaml(f, require_use_yte=True)
     found = [e for vs in cfg["experiments"].values() for e in vs.values()
              if e["model"] == model and (e["train"].get("finetune") or {})]
     assert found, f"no experiment in config/config.yaml fine-tunes with {model}"

@@ -38,7 +38,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .io import InputError, atomic_path, read_json, sha256_file, write_csv
+from .io import InputError, atomic_path, sha256_file, write_csv
 from .models.base import ORACLE_SELECTIONS, SELECTIONS, Recipe, RunContext, TrainConfig  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
@@ -364,9 +364,8 @@ def _save_embeddings(path: Path, outs: dict[str, dict[str, np.ndarray]], splits:
             raise InputError(f"config: train.save_embeddings lists {split!r} but the model returns no 'embedding'")
         arrays[f"{split}_ids"] = np.asarray(splits[split])
         arrays[f"{split}_embedding"] = out["embedding"].astype(np.float32)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
 
 # --------------------------------------------------------------------------- one run
