@@ -17,14 +17,6 @@ rule demo_checkpoint:
         "../workflow/scripts/demo_checkpoint.py"
 
 
-# Backends that run a neural network: only their extraction asks for a GPU (a filterbank needs none).
-NEURAL_BACKENDS = ("transformers", "fairseq2")
-
-
-def _neural(wc):
-    return config["encoders"][wc.encoder]["backend"] in NEURAL_BACKENDS
-
-
 rule extract_features:
     input:
         unpack(extraction_inputs),

@@ -36,6 +36,12 @@ Choices the paper leaves open (each is a field below, so it can be changed in co
   attention row is left without keys and not even its length leaks), and its side of the
   network -- encoder (fine-tuning), projection and S/A -- is frozen for that epoch.
   p(e) = p_start * (1 + cos(pi (e-1)/(E-1))) / 2 for e = 1..E, set to 0 below ``rmm_floor``.
+* Fine-tuning (``train.finetune``, the engine's encoders of :mod:`emorepro.encoders.finetune`):
+  the paper freezes the CNN feature extractor and the text embeddings (Sec. 4.2) and says nothing
+  of the rest.  config/config.yaml writes out what fine-tuning the published checkpoints with
+  transformers' defaults does, the most plausible reading: HuBERT's feature projection trains,
+  dropout 0.1 in both encoders and HuBERT's LayerDrop 0.1 (their config.json values), the last
+  hidden layer of each, full-length audio.
 """
 from __future__ import annotations
 
