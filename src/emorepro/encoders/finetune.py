@@ -158,6 +158,15 @@ class _Finetunable(nn.Module):
     family: str
     model: nn.Module
 
+    def _setup(self, model: nn.Module, opts: FinetuneOptions) -> None:
+        self.model, self.opts = model, opts
+        self.checkpoint, self.family = str(opts.checkpoint), str(opts.family)
+        self.dim = int(model.config.hidden_size)
+        self.n_hidden = int(model.config.num_hidden_layers) + 1      # hidden_states: embeddings + each layer
+        self.layer_index = resolve_layers(opts.layers, self.n_hidden, f"finetune:{self.family}")
+        self.layer_combine = LayerCombine(len(self.layer_index), opts.layer_combine)
+        self._always_frozen: set[int] = set()
+
     def _freeze(self, params) -> None:
         for p in params:
             p.requires_grad_(False)
@@ -214,18 +223,12 @@ class FinetuneAudioEncoder(_Finetunable):
 
     def __init__(self, model: nn.Module, opts: FinetuneOptions, *, do_normalize: bool, seed: int = 0):
         super().__init__()
-        self.model, self.opts = model, opts
-        self.checkpoint, self.family = str(opts.checkpoint), str(opts.family)
+        self._setup(model, opts)
         cfg = model.config
-        self.dim = int(cfg.hidden_size)
-        self.n_hidden = int(cfg.num_hidden_layers) + 1
-        self.layer_index = resolve_layers(opts.layers, self.n_hidden, f"finetune:{self.family}")
-        self.layer_combine = LayerCombine(len(self.layer_index), opts.layer_combine)
         self.do_normalize = do_normalize
         self.min_samples = conv_receptive_field(cfg.conv_kernel, cfg.conv_stride)
         self.frames_per_second = SAMPLE_RATE / float(np.prod(cfg.conv_stride))
         self.crop_rng = np.random.default_rng([seed, 0xC12C])   # training crops only
-        self._always_frozen: set[int] = set()
         if opts.freeze_cnn or opts.freeze_encoder:
             self._freeze(model.feature_extractor.parameters())
         if opts.freeze_feature_projection or opts.freeze_encoder:
@@ -360,15 +363,9 @@ class FinetuneTextEncoder(_Finetunable):
 
     def __init__(self, model: nn.Module, tokenizer, opts: FinetuneOptions, *, max_tokens: int):
         super().__init__()
-        self.model, self.tokenizer, self.opts = model, tokenizer, opts
-        self.checkpoint, self.family = str(opts.checkpoint), str(opts.family)
-        cfg = model.config
-        self.dim = int(cfg.hidden_size)
-        self.n_hidden = int(cfg.num_hidden_layers) + 1
-        self.layer_index = resolve_layers(opts.layers, self.n_hidden, f"finetune:{self.family}")
-        self.layer_combine = LayerCombine(len(self.layer_index), opts.layer_combine)
+        self._setup(model, opts)
+        self.tokenizer = tokenizer
         self.max_tokens = max_tokens
-        self._always_frozen: set[int] = set()
         if opts.freeze_embeddings or opts.freeze_encoder:
             self._freeze(model.embeddings.parameters())
         if opts.freeze_encoder:

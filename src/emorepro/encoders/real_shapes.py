@@ -40,43 +40,41 @@ from typing import Sequence
 
 from ..io import sha256_file, write_json
 
-_CONV = {"conv_dim": [512] * 7, "conv_kernel": [10, 3, 3, 3, 3, 2, 2], "conv_stride": [5, 2, 2, 2, 2, 2, 2],
-         "num_feat_extract_layers": 7, "num_conv_pos_embeddings": 128, "num_conv_pos_embedding_groups": 16}
-_W2V_MASKING = {"apply_spec_augment": True, "mask_time_prob": 0.05, "mask_time_length": 10, "mask_feature_prob": 0.0,
-                "mask_feature_length": 10}
+_AUDIO = {  # what the three audio checkpoints share: the wav2vec2 CNN, conv positions, masking, CTC fields
+    "conv_dim": [512] * 7, "conv_kernel": [10, 3, 3, 3, 3, 2, 2], "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+    "num_feat_extract_layers": 7, "num_conv_pos_embeddings": 128, "num_conv_pos_embedding_groups": 16,
+    "apply_spec_augment": True, "mask_time_prob": 0.05, "mask_time_length": 10, "mask_feature_prob": 0.0,
+    "mask_feature_length": 10, "hidden_act": "gelu", "feat_extract_activation": "gelu", "layer_norm_eps": 1e-5,
+    "initializer_range": 0.02, "hidden_dropout": 0.1, "attention_dropout": 0.1, "feat_proj_dropout": 0.1,
+    "ctc_loss_reduction": "sum", "ctc_zero_infinity": False, "vocab_size": 32, "pad_token_id": 0,
+    "bos_token_id": 1, "eos_token_id": 2}
+_BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
+         "feat_extract_norm": "group", "conv_bias": False, "do_stable_layer_norm": False}
+
+_ROBERTA = {"architectures": ["RobertaForMaskedLM"], "model_type": "roberta", "attention_probs_dropout_prob": 0.1,
+            "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+            "initializer_range": 0.02, "layer_norm_eps": 1e-5, "max_position_embeddings": 514, "type_vocab_size": 1,
+            "vocab_size": 50265}
 
 REAL_CONFIGS: dict[str, dict] = {
     "facebook/hubert-large-ll60k": {
-        "architectures": ["HubertModel"], "model_type": "hubert", **_CONV, **_W2V_MASKING,
+        "architectures": ["HubertModel"], "model_type": "hubert", **_AUDIO,
         "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096,
-        "hidden_act": "gelu", "feat_extract_activation": "gelu", "feat_extract_norm": "layer", "conv_bias": True,
-        "do_stable_layer_norm": True, "layer_norm_eps": 1e-5, "initializer_range": 0.02,
-        "hidden_dropout": 0.1, "attention_dropout": 0.1, "activation_dropout": 0.0, "feat_proj_dropout": 0.1,
-        "feat_extract_dropout": 0.0, "final_dropout": 0.0, "layerdrop": 0.1, "gradient_checkpointing": False,
-        "ctc_loss_reduction": "sum", "ctc_zero_infinity": False, "vocab_size": 32, "pad_token_id": 0,
-        "bos_token_id": 1, "eos_token_id": 2},
+        "feat_extract_norm": "layer", "conv_bias": True, "do_stable_layer_norm": True,
+        "activation_dropout": 0.0, "feat_extract_dropout": 0.0, "final_dropout": 0.0, "layerdrop": 0.1,
+        "gradient_checkpointing": False},
     "facebook/hubert-base-ls960": {
-        "architectures": ["HubertModel"], "model_type": "hubert", **_CONV, **_W2V_MASKING,
-        "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
-        "hidden_act": "gelu", "feat_extract_activation": "gelu", "feat_extract_norm": "group", "conv_bias": False,
-        "do_stable_layer_norm": False, "layer_norm_eps": 1e-5, "initializer_range": 0.02,
-        "hidden_dropout": 0.1, "attention_dropout": 0.1, "activation_dropout": 0.1, "feat_proj_dropout": 0.1,
-        "feat_extract_dropout": 0.0, "final_dropout": 0.1, "layerdrop": 0.1, "gradient_checkpointing": False,
-        "ctc_loss_reduction": "sum", "ctc_zero_infinity": False, "vocab_size": 32, "pad_token_id": 0,
-        "bos_token_id": 1, "eos_token_id": 2},
+        "architectures": ["HubertModel"], "model_type": "hubert", **_AUDIO, **_BASE,
+        "activation_dropout": 0.1, "feat_extract_dropout": 0.0, "final_dropout": 0.1, "layerdrop": 0.1,
+        "gradient_checkpointing": False},
     "facebook/wav2vec2-base": {
-        "architectures": ["Wav2Vec2ForPreTraining"], "model_type": "wav2vec2", **_CONV, **_W2V_MASKING,
-        "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
-        "hidden_act": "gelu", "feat_extract_activation": "gelu", "feat_extract_norm": "group", "conv_bias": False,
-        "do_stable_layer_norm": False, "layer_norm_eps": 1e-5, "initializer_range": 0.02,
-        "hidden_dropout": 0.1, "attention_dropout": 0.1, "activation_dropout": 0.0, "feat_proj_dropout": 0.1,
-        "feat_quantizer_dropout": 0.0, "final_dropout": 0.0, "layerdrop": 0.05,
+        "architectures": ["Wav2Vec2ForPreTraining"], "model_type": "wav2vec2", **_AUDIO, **_BASE,
+        "activation_dropout": 0.0, "feat_quantizer_dropout": 0.0, "final_dropout": 0.0, "layerdrop": 0.05,
         "gradient_checkpointing": True,   # as published: transformers turns it on when the model is built
         "freeze_feat_extract_train": True, "codevector_dim": 256, "proj_codevector_dim": 256,
         "num_codevector_groups": 2, "num_codevectors_per_group": 320, "num_negatives": 100,
         "contrastive_logits_temperature": 0.1, "diversity_loss_weight": 0.1, "mask_time_min_space": 1,
-        "mask_channel_prob": 0.0, "mask_channel_length": 10, "ctc_loss_reduction": "sum", "ctc_zero_infinity": False,
-        "use_weighted_layer_sum": False, "vocab_size": 32, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2},
+        "mask_channel_prob": 0.0, "mask_channel_length": 10, "use_weighted_layer_sum": False},
     "microsoft/deberta-v3-large": {
         "model_type": "deberta-v2", "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",
         "hidden_dropout_prob": 0.1, "hidden_size": 1024, "initializer_range": 0.02, "intermediate_size": 4096,
@@ -84,18 +82,10 @@ REAL_CONFIGS: dict[str, dict] = {
         "norm_rel_ebd": "layer_norm", "share_att_key": True, "pos_att_type": "p2c|c2p", "layer_norm_eps": 1e-7,
         "max_relative_positions": -1, "position_biased_input": False, "num_attention_heads": 16,
         "num_hidden_layers": 24, "type_vocab_size": 0, "vocab_size": 128100},
-    "roberta-base": {
-        "architectures": ["RobertaForMaskedLM"], "model_type": "roberta", "attention_probs_dropout_prob": 0.1,
-        "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
-        "hidden_size": 768, "initializer_range": 0.02, "intermediate_size": 3072, "layer_norm_eps": 1e-5,
-        "max_position_embeddings": 514, "num_attention_heads": 12, "num_hidden_layers": 12, "type_vocab_size": 1,
-        "vocab_size": 50265},
-    "roberta-large": {
-        "architectures": ["RobertaForMaskedLM"], "model_type": "roberta", "attention_probs_dropout_prob": 0.1,
-        "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
-        "hidden_size": 1024, "initializer_range": 0.02, "intermediate_size": 4096, "layer_norm_eps": 1e-5,
-        "max_position_embeddings": 514, "num_attention_heads": 16, "num_hidden_layers": 24, "type_vocab_size": 1,
-        "vocab_size": 50265},
+    "roberta-base": {**_ROBERTA, "hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
+                     "num_hidden_layers": 12},
+    "roberta-large": {**_ROBERTA, "hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16,
+                      "num_hidden_layers": 24},
 }
 REAL_CONFIGS["FacebookAI/roberta-base"] = REAL_CONFIGS["roberta-base"]
 REAL_CONFIGS["FacebookAI/roberta-large"] = REAL_CONFIGS["roberta-large"]
