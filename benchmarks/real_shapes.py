@@ -92,7 +92,12 @@ def ensure_checkpoints(encoders: set[str], cfg: dict, ckpt_dir: Path, texts: lis
 
 
 def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory (MB): VmHWM, which starts afresh at exec.  (getrusage's
+    ru_maxrss would not: Linux carries it over from the parent across fork + exec.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # not Linux: an upper bound
 
 
 # --------------------------------------------------------------------------- one (row, mode): a subprocess
