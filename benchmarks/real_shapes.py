@@ -271,7 +271,7 @@ def main(argv=None) -> int:
     lines = ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
     for r in results:
         lines.append("| " + " | ".join([
-            r["row"], r["mode"], f"{r['params'] / 1e6:.1f}", f"{r['trainable'] / 1e6:.1f}", f"{r['s_per_step']:.1f}",
+            r["row"], r["mode"], f"{r['params'] / 1e6:.1f}", f"{r['trainable'] / 1e6:.1f}", f"{r['s_per_step']:.2f}",
             f"{r['peak_rss_mb'] / 1024:.1f}", f"{(r['rss_loaded_mb'] or 0) / 1024:.1f}",
             f"{r['run_dir_bytes'] / 1e3:.0f}", f"{r['saved_activation_bytes'] / args.batch / 1e9:.2f}",
             f"{r['gpu_est_gb']:.1f} (batch {r['batch_cfg']})"]) + " |")

@@ -26,9 +26,8 @@ rule extract_features:
         spec=lambda wc: encoder_spec(wc.encoder),
     threads: 2
     # Measured peak RSS: fbank 0.75 GB on the demo corpus (streaming: a 256 MB shard at a time, so about
-    # the same on IEMOCAP); neural encoders ~1.1 GB on the demo's tiny checkpoints, and the real
-    # HuBERT-large / DeBERTaV3-large weights add 1.3 / 1.7 GB (benchmarks/real_shapes.py): 8 GB leaves room
-    # for a 60 s batch.
+    # the same on IEMOCAP); the real-shaped HuBERT-large / DeBERTaV3-large / RoBERTa-large on CPU 2.6 / 2.9 /
+    # 2.1 GB (benchmarks/real_shapes.py, 4 utterances): 8 GB leaves room for a 60 s batch and a shard.
     resources:
         gpu=lambda wc: 1 if _neural(wc) else 0,
         mem_mb=lambda wc: 8000 if _neural(wc) else 2000,
