@@ -436,3 +436,12 @@ def test_train_config_rejects_unknown_selection_and_bad_values():
     with pytest.raises(InputError, match="save_embeddings"):
         TrainConfig(save_embeddings=["dev"])
     assert TrainConfig(finetune=None).finetune == {} and TrainConfig(selection="test_war_oracle").is_oracle
+
+
+def test_gradient_checkpointing_changes_memory_not_results(data, hubert, registry, tmp_path):
+    """config.yaml turns it on for Ispas et al. as a memory measure: the predictions must be the same bytes."""
+    enc = {"checkpoint": str(hubert), "hidden_dropout": 0.1, "layerdrop": 0.1}
+    for on in (False, True):
+        run(data, tmp_path / str(on), model="audio_probe", finetune={"audio": {**enc, "gradient_checkpointing": on}},
+            epochs=2, lr=0.01)
+    assert (tmp_path / "True/predictions.csv").read_bytes() == (tmp_path / "False/predictions.csv").read_bytes()
