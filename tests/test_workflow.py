@@ -238,7 +238,7 @@ def test_init_from_chain_and_finetuning_through_the_workflow(demo_run):
     assert json.loads((parent / "provenance.json").read_text())["params"]["train"]["keep_model"] is True
     assert "test_uar" in pd.read_csv(wd / child / "train_log.csv").columns
     fp = json.loads((wd / ft / "provenance.json").read_text())
-    outs = {Path(o["path"]).relative_to(wd / ft).parts[0] for o in fp["outputs"]}
+    outs = {Path(o["path"]).relative_to(ft).parts[0] for o in fp["outputs"]}   # paths relative to the workdir
     assert {"encoder_audio", "encoder_text", "model.pt"} <= outs
     assert {"checkpoint_audio", "checkpoint_text"} <= set(fp["inputs"]) and not any(k.startswith("feature_cache")
                                                                                       for k in fp["inputs"])
