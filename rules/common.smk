@@ -172,11 +172,19 @@ def experiment_runs(paper, variant):
 
 def train_inputs(wc):
     e = experiment(wc.paper, wc.variant)
-    return {
+    finetune = e["train"].get("finetune") or {}  # roles encoded on the fly: their checkpoint, not a cache
+    inputs = {
         "manifest": f"{RESULTS}/{e['corpus']}/manifest.csv",
         "folds": f"{RESULTS}/{e['corpus']}/folds/{e['protocol']}.csv",
-        **{f"cache_{role}": feature_cache(e["corpus"], enc) for role, enc in e["inputs"].items()},
+        **{f"cache_{role}": feature_cache(e["corpus"], enc) for role, enc in e["inputs"].items() if role not in finetune},
     }
+    for role in finetune:
+        if config["encoders"][e["inputs"][role]].get("demo"):
+            inputs[f"checkpoint_{role}"] = f"{RESULTS}/checkpoints/demo/{e['inputs'][role]}/demo_checkpoint.json"
+    if e["train"].get("init_from"):  # a run starts from its parent's run of the same fold and seed
+        paper, _, variant = e["train"]["init_from"].partition("/")
+        inputs["parent_model"] = f"{run_dir(paper, variant, wc.fold, wc.seed)}/model.pt"
+    return inputs
 
 
 def table_spec(table):
@@ -193,7 +201,8 @@ def table_runs(table):
         out[row["name"]] = []
         for x in row_experiments(row):
             paper, _, variant = x.partition("/")
-            out[row["name"]] += [{"metrics": f"{d}/metrics.json", "fold": k, "seed": s, "experiment": x}
+            sel = experiment(paper, variant)["train"].get("selection") or ""  # an oracle marks the row's cells
+            out[row["name"]] += [{"metrics": f"{d}/metrics.json", "fold": k, "seed": s, "experiment": x, "selection": sel}
                                  for k, s, d in experiment_runs(paper, variant)]
     return out
 
@@ -275,3 +284,60 @@ def get_final_output():
                 if is_union(experiment(p, v)["corpus"]) for m in config["corpora"][experiment(p, v)["corpus"]]["members"]]
     fusion = [f"{RESULTS}/fusion/{n}.csv" for n in enabled_fusions()]
     return tables + figures + fusion
+
+
+# --- training engine (issue 12): fine-tuned roles, init_from parents, per-experiment resources ---
+
+
+def _train_resource(key, default):
+    """A train job's resource: the experiment's `resources.<key>` (measured; see config comments), else the default."""
+
+    def get(wc):
+        v = (experiment(wc.paper, wc.variant).get("resources") or {}).get(key)
+        return default if v is None else v
+
+    return get
+
+
+def init_from_parents():
+    """Experiments that another experiment starts from (train.init_from): their runs keep their weights."""
+    return {x["train"]["init_from"] for vs in config["experiments"].values() for x in vs.values() if x["train"].get("init_from")}
+
+
+def train_params(wc):
+    """The experiment's `train`, completed where the workflow knows more than the experiment:
+    the checkpoint of each fine-tuned role (from encoders.<inputs.role>), and keep_model for parents."""
+    e = experiment(wc.paper, wc.variant)
+    t = dict(e["train"])
+    t["finetune"] = {role: {"checkpoint": encoder_spec(e["inputs"][role])["checkpoint"],
+                            "family": config["encoders"][e["inputs"][role]]["family"], **(opts or {})}
+                     for role, opts in (t.get("finetune") or {}).items()}
+    if f"{wc.paper}/{wc.variant}" in init_from_parents():
+        t["keep_model"] = True
+    return t
+
+
+for _paper, _variants in config["experiments"].items():
+    for _variant, _e in _variants.items():
+        _key = f"experiments.{_paper}.{_variant}.train"
+        for _role in _e["train"].get("finetune") or {}:
+            _require(_role in _e["inputs"], f"{_key}.finetune.{_role}",
+                     f"names no role of inputs ({sorted(_e['inputs'])}): the role's encoder gives the checkpoint")
+        _parent = _e["train"].get("init_from")
+        if _parent:
+            _pp, _, _pv = _parent.partition("/")
+            _require(_pv in config["experiments"].get(_pp, {}), f"{_key}.init_from", f"{_parent!r} is not an experiment")
+            _pe = config["experiments"][_pp][_pv]
+            _require((_pe["corpus"], _pe["protocol"]) == (_e["corpus"], _e["protocol"]), f"{_key}.init_from",
+                     f"{_parent!r} runs on {_pe['corpus']}/{_pe['protocol']}, this experiment on "
+                     f"{_e['corpus']}/{_e['protocol']}: a run starts from the same fold of the same folds")
+            _missing = sorted(set(_e["seeds"]) - set(_pe["seeds"]))
+            _require(not _missing, f"{_key}.init_from", f"{_parent!r} has no run for seed(s) {_missing}")
+
+
+# Backends that run a neural network: only their extraction asks for a GPU (a filterbank needs none).
+NEURAL_BACKENDS = ("transformers", "fairseq2")
+
+
+def _neural(wc):
+    return config["encoders"][wc.encoder]["backend"] in NEURAL_BACKENDS

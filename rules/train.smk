@@ -1,4 +1,4 @@
-# One job per (paper, variant, fold, seed): train on the cached features, predict, score.
+# One job per (paper, variant, fold, seed): train (on cached features, or fine-tuning encoders), predict, score.
 # Outputs are update(): a failed re-run restores the previous good outputs (see rules/corpus.smk).
 
 
@@ -12,12 +12,15 @@ rule train:
         provenance=update(f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/provenance.json"),
     params:
         experiment=lambda wc: experiment(wc.paper, wc.variant),
+        train=train_params,
         classes=config["classes"],
     threads: 1
+    # Defaults fit the heads-on-cached-features runs; fine-tuning experiments set `resources` from
+    # benchmarks/real_shapes.py (config comments give the figures).
     resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=240,
+        gpu=_train_resource("gpu", 1),
+        mem_mb=_train_resource("mem_mb", 8000),
+        runtime=_train_resource("runtime", 240),
     log:
         f"{RESULTS}/logs/train/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}_seed{{seed}}.log",
     benchmark:

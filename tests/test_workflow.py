@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -190,3 +191,56 @@ def test_dry_run_plans_one_extraction_per_corpus_and_encoder(tmp_path):
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1].split("Reasons")[0], re.M))
     assert int(stats["extract_features"]) == 5 and int(stats["train"]) > 200
     assert re.search(r"rule train:(?:(?!\nrule ).)*resources:[^\n]*gpu=1", out, re.S)
+
+
+def test_dry_run_wires_the_engine_into_the_dag(tmp_path):
+    """init_from is a file dependency on the parent's run of the same fold and seed; fine-tuned roles read their
+    checkpoints, not a feature cache; only neural encoders' extraction asks for a GPU."""
+    import re
+
+    wd = make_workdir(tmp_path)
+    shutil.copy(REPO / "tests" / "config" / "e2e.yaml", wd / "tests_e2e.yaml")
+    child = "results/runs/zhang2022/baseline_act_cont/loso5/fold2/seed1/predictions.csv"
+    ft = "results/runs/ispas2023/finetune_demo/lospk10/fold3/seed1/predictions.csv"
+    r = run_snakemake(wd, "-n", child, ft, *CONFIG)
+    out = r.stdout + r.stderr
+    jobs = {m.group(1): m.group(0) for m in re.finditer(r"rule train:\n(?:    .*\n)*?    output: ([^,\s]+)[^\n]*\n(?:    .*\n)*",
+                                                        out)}
+    inputs = {o: re.search(r"input: ([^\n]*)", j).group(1) for o, j in jobs.items()}
+    child_in = inputs[child]
+    assert "results/runs/zhang2022/baseline_act/loso5/fold2/seed1/model.pt" in child_in
+    assert "results/runs/zhang2022/baseline_act/loso5/fold2/seed1/predictions.csv" in inputs   # the parent runs first
+    ft_in = inputs[ft]
+    assert "results/checkpoints/demo/hubert_large/demo_checkpoint.json" in ft_in
+    assert "results/checkpoints/demo/roberta_large/demo_checkpoint.json" in ft_in and "features" not in ft_in
+    ext = re.findall(r"rule extract_features:\n(?:    .*\n)*", out)
+    fbank = [j for j in ext if "features/fbank40" in j]
+    assert fbank and all("gpu=0" in j for j in fbank)
+
+
+@pytest.mark.slow
+def test_init_from_chain_and_finetuning_through_the_workflow(demo_run):
+    """The child run loads its parent's kept weights (checked by hash); the oracle variant logs test scores;
+    a fine-tuning run keeps its encoders as checkpoint directories listed in provenance."""
+    wd = demo_run
+    child = "results/runs/zhang2022/baseline_act_cont/loso5/fold1/seed1"
+    ft = "results/runs/ispas2023/finetune_demo/lospk10/fold1/seed1"
+    run_snakemake(wd, "--cores", "2", f"{child}/predictions.csv", f"{ft}/predictions.csv", *CONFIG)
+    parent = wd / "results/runs/zhang2022/baseline_act/loso5/fold1/seed1"
+    prov = json.loads((wd / child / "provenance.json").read_text())
+    assert prov["params"]["train"]["init_from"] == "zhang2022/baseline_act"
+    (p_in,) = [x for x in prov["inputs"]["parent_model"] if x["path"].endswith("model.pt")]
+    from emorepro.io import sha256_file
+
+    assert p_in["sha256"] == sha256_file(parent / "model.pt")
+    assert prov["summary"]["init_from"]["n_loaded"] > 0
+    assert prov["summary"]["init_from"]["n_not_loaded"] == 0 and prov["summary"]["oracle"]
+    assert json.loads((parent / "provenance.json").read_text())["params"]["train"]["keep_model"] is True
+    assert "test_uar" in pd.read_csv(wd / child / "train_log.csv").columns
+    fp = json.loads((wd / ft / "provenance.json").read_text())
+    outs = {Path(o["path"]).relative_to(ft).parts[0] for o in fp["outputs"]}   # paths relative to the workdir
+    assert {"encoder_audio", "encoder_text", "model.pt"} <= outs
+    assert {"checkpoint_audio", "checkpoint_text"} <= set(fp["inputs"]) and not any(k.startswith("feature_cache")
+                                                                                      for k in fp["inputs"])
+    enc = fp["summary"]["encoders"]
+    assert enc["audio"]["train_max_seconds"] == 1.0 and enc["audio"]["freeze_cnn"] and enc["text"]["freeze_embeddings"]

@@ -254,9 +254,12 @@ def repair_features(cache_dir: str, *, device: str | None = None) -> dict:
 
 
 def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, Any], out_dir: str, fold: int, seed: int,
-          classes: Sequence[str], model: str, model_params: Mapping, train_params: Mapping, run_id: Mapping) -> None:
+          classes: Sequence[str], model: str, model_params: Mapping, train_params: Mapping, run_id: Mapping,
+          parent_model: str | None = None) -> None:
     """Train one fold and seed; ``caches`` maps a role (audio, text) to a cache's manifest.json
-    (or to a list of them: a union corpus reads its members' caches).
+    (or to a list of them: a union corpus reads its members' caches).  Roles under
+    ``train_params["finetune"]`` are read from their checkpoint directories instead; ``parent_model``
+    is the ``model.pt`` of the run ``train.init_from`` starts from.
 
     Before training: the manifest, the fold file and every cache (shards included) are checked
     against their sidecars, and the fold file's soundness (no leak, every utterance tested once)
@@ -280,16 +283,25 @@ def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, Any], out_d
                            caches={role: (str(Path(m).parent) if isinstance(m, (str, os.PathLike))
                                           else [str(Path(x).parent) for x in m]) for role, m in caches.items()},
                            fold=fold, seed=seed, classes=classes, model=model, model_params=dict(model_params),
-                           train=dict(train_params), out_dir=out_dir)
+                           train=dict(train_params), out_dir=out_dir, parent_model=parent_model)
     summary["n_folds"] = int(folds["fold"].nunique())   # the table checks it averages every fold of the file
     out = Path(out_dir)
+    inputs: dict[str, Any] = {"manifest": manifest_csv, "folds": folds_csv,
+                              **{f"feature_cache_{role}": m for role, m in caches.items()}}
+    for role, opts in (train_params.get("finetune") or {}).items():
+        if opts.get("checkpoint") and Path(opts["checkpoint"]).is_dir():
+            inputs[f"checkpoint_{role}"] = opts["checkpoint"]
+    if parent_model:
+        parent = Path(parent_model)
+        inputs["parent_model"] = [parent_model, *(str(parent.parent / e["dir"]) for e in
+                                                  summary["init_from"]["parent_encoders"].values() if e["dir"])]
+    outputs = [out / "predictions.csv", out / "train_log.csv", out / "model.pt"]
+    outputs += [out / e["dir"] for e in summary["model"]["encoders"].values() if e["dir"]]
+    outputs += [p for p in (out / "embeddings.npz",) if p.is_file()]
     write_provenance(out, rule="train", seed=seed,
                      params={**dict(run_id), "fold": fold, "classes": list(classes), "model": model,
                              "model_params": dict(model_params), "train": dict(train_params)},
-                     inputs={"manifest": manifest_csv, "folds": folds_csv,
-                             **{f"feature_cache_{role}": m for role, m in caches.items()}},
-                     outputs=[out / "predictions.csv", out / "train_log.csv", out / "model.pt"],
-                     started=started, extra={"summary": summary})
+                     inputs=inputs, outputs=outputs, started=started, extra={"summary": summary})
 
 
 def score(pred_csv: str, out_json: str, *, classes: Sequence[str], fold: int, seed: int,
@@ -312,7 +324,8 @@ def table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[Mapping[str, Any]
     from . import tables as T
 
     started = now()
-    refs = {row: [T.RunRef(r["metrics"], int(r["fold"]), int(r["seed"]), r.get("experiment", "")) for r in rs]
+    refs = {row: [T.RunRef(r["metrics"], int(r["fold"]), int(r["seed"]), r.get("experiment", ""),
+                           r.get("selection") or "") for r in rs]
             for row, rs in runs.items()}
     df = T.build_table(spec, refs)
     cells = T.render(spec, df, out_tex, out_csv, out_md)

@@ -27,9 +27,17 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .io import InputError, atomic_path, read_json, write_csv, write_text
+from .models.base import ORACLE_SELECTIONS
 from .provenance import (
     check_against_sidecar,  # moved to provenance.py; still importable from here
 )
+
+#: rows whose runs kept the checkpoint that scored best on the test labels (train.selection test_*_oracle)
+ORACLE_MARK = "\u2021"                                       # double dagger, after the row name
+ORACLE_MARK_TEX = r"$^\ddagger$"
+ORACLE_NOTE = (f"{ORACLE_MARK} Test-set oracle: each run of this row kept the checkpoint that scored best on the "
+               "test labels it is then scored on (the paper's protocol, or its code's), so the cell overstates a "
+               "held-out result; a row without the mark selects without looking at test labels.")
 
 AGGREGATIONS = {
     "fold_mean_seed_mean_std": "mean over folds per seed, then mean +/- sample std (ddof=1) over seeds",
@@ -44,6 +52,7 @@ class RunRef:
     fold: int
     seed: int
     experiment: str = ""    # which of the row's experiments (a row may average several)
+    selection: str = ""     # the run's train.selection: a test-set oracle marks the row's cells
 
 
 def metric_value(metrics: Mapping[str, Any], path: str, where: str) -> float:
@@ -137,6 +146,7 @@ def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *
             loaded.append((ref, read_json(ref.metrics)))
         _check_experiments_cover(spec["name"], r["name"], refs)
         _check_every_fold(spec["name"], r["name"], refs)
+        oracle = any(ref.selection in ORACLE_SELECTIONS for ref in refs)
         for c in columns:
             values: dict[int, dict[int, float]] = defaultdict(dict)
             cells = []
@@ -155,7 +165,7 @@ def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *
                          "paper_std": p_std, "diff": diff, "outside_paper_band": outside,
                          "ci_low": st.get("ci_low", math.nan), "ci_high": st.get("ci_high", math.nan),
                          "compare_to": st.get("compare_to", ""), "diff_vs_compare": st.get("diff_vs_compare", math.nan),
-                         "p_value": st.get("p_value", math.nan),
+                         "p_value": st.get("p_value", math.nan), "oracle": oracle,
                          "runs": ";".join(str(Path(x["metrics"]).parent) for x in cells), "_cells": cells})
     df = pd.DataFrame(tidy)
     df["row"] = pd.Categorical(df["row"], row_names, ordered=True)
@@ -294,11 +304,13 @@ def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str)
             wide_tex[key][(str(t["column"]), "p")] = f"{t['p_value']:.3f}"
             wide_md[key][(str(t["column"]), "p")] = f"{t['p_value']:.3f} (vs {t['compare_to']})"
     rows = [str(r) for r in df["row"].cat.categories]
+    oracle_rows = set(df.loc[df["oracle"], "row"].astype(str)) if "oracle" in df.columns else set()
     tex = _ordered(pd.DataFrame.from_dict(wide_tex, orient="index").reindex(rows).fillna(""), df)
     tex.columns = pd.MultiIndex.from_tuples(tex.columns, names=["", ""])
-    tex.index = [_latex_escape(r) for r in tex.index]
+    tex.index = [_latex_escape(r) + (ORACLE_MARK_TEX if r in oracle_rows else "") for r in tex.index]
     tex.columns = pd.MultiIndex.from_tuples([(_latex_escape(a), b) for a, b in tex.columns])
-    caption = _latex_escape(spec.get("title", spec["name"])) + ". " + _latex_escape(caption_rule(spec))
+    caption = (_latex_escape(spec.get("title", spec["name"])) + ". "
+               + _latex_escape(caption_rule(spec, oracle=bool(oracle_rows))).replace(ORACLE_MARK, ORACLE_MARK_TEX))
     latex = tex.style.to_latex(hrules=True, column_format="l" + "r" * tex.shape[1], multicol_align="c",
                                caption=caption, label=f"tab:{spec['name']}", position="htbp")
     write_text(out_tex, latex)
@@ -306,11 +318,14 @@ def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str)
     write_csv(out_csv, csv, float_format="%.6g")
     md = _ordered(pd.DataFrame.from_dict(wide_md, orient="index").reindex(rows).fillna(""), df)
     md.columns = [f"{a} ({b})" for a, b in md.columns]
-    write_text(out_md, f"**{spec.get('title', spec['name'])}**\n\n{md.to_markdown()}\n\n_{caption_rule(spec)}_\n")
+    md.index = [r + (f" {ORACLE_MARK}" if r in oracle_rows else "") for r in md.index]
+    write_text(out_md, f"**{spec.get('title', spec['name'])}**\n\n{md.to_markdown()}\n\n"
+                       f"_{caption_rule(spec, oracle=bool(oracle_rows))}_\n")
     return {str(t["row"]) + " | " + str(t["column"]): {
         "value_mean": None if math.isnan(t["ours_mean"]) else t["ours_mean"],
         "value_std": None if math.isnan(t["ours_std"]) else t["ours_std"],
         "aggregation": spec.get("aggregate", "fold_mean_seed_mean_std"), "metric": t["metric"],
+        "oracle_selection": bool(t.get("oracle", False)),
         "scale": float(_col(next(c for c in spec["columns"] if c["name"] == str(t["column"])), "scale",
                             spec.get("scale", 1.0))), "runs": t["_cells"]} for _, t in df.iterrows()}
 
@@ -322,9 +337,11 @@ def _ordered(wide, df):
     return wide[cols]
 
 
-def caption_rule(spec: Mapping[str, Any]) -> str:
+def caption_rule(spec: Mapping[str, Any], oracle: bool = False) -> str:
     agg = AGGREGATIONS[spec.get("aggregate", "fold_mean_seed_mean_std")]
     parts = [f"Ours: {agg}.", "Paper: as reported; diff = ours - paper; dagger marks ours outside the paper's +/- band."]
+    if oracle:
+        parts.append(ORACLE_NOTE)
     if (spec.get("stats") or {}).get("columns"):
         st = spec["stats"]
         parts.append(f"95% CI: percentile bootstrap over utterances resampled within folds ({st.get('bootstrap', 1000)} "

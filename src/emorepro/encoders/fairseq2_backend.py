@@ -53,8 +53,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..audio import conv_receptive_field, prepare_waveform
 from .base import Encoder, EncoderSpec
-from .transformers_backend import conv_receptive_field, resolve_layers, zero_mean_unit_var
+from .transformers_backend import resolve_layers
 
 FORMAT = "emorepro-fairseq2-wav2vec2/1"
 CONFIG_FILE = "fairseq2_wav2vec2.json"
@@ -219,13 +220,7 @@ class Fairseq2Wav2Vec2Encoder(Encoder):
         with torch.inference_mode():
             feats = []
             for w in items:
-                x = np.asarray(w, dtype=np.float32)
-                if x.ndim != 1:
-                    raise ValueError(f"encoder {self.spec.name!r} expects mono 1-D waveforms, got shape {x.shape}")
-                if self.do_normalize:
-                    x = zero_mean_unit_var(x)
-                if len(x) < self.min_samples:
-                    x = np.pad(x, (0, self.min_samples - len(x)))
+                x = prepare_waveform(w, normalize=self.do_normalize, min_samples=self.min_samples, name=self.spec.name)
                 t = torch.from_numpy(x).to(self.device)[None]
                 f, _, _ = fe.extract_features(t, BatchLayout(tuple(t.shape), None, device=t.device))
                 feats.append(f[0])

@@ -1,7 +1,8 @@
 """Model registry: config names a model by key; nothing is ever evaluated from a string.
 
 Each family lives in its own module (a dataclass config, the ``nn.Module``, and the
-:class:`~emorepro.train.Recipe` that feeds it from the feature cache).  Entries are
+:class:`~emorepro.models.base.Recipe` that feeds it from its run context: feature caches,
+fine-tunable encoders, waveforms; see :mod:`emorepro.models.base`).  Entries are
 loaded lazily so that looking up one family does not import the others.
 """
 from __future__ import annotations
