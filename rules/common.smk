@@ -4,8 +4,13 @@ import re
 
 from snakemake.utils import validate
 
+from emorepro.config import check_config, check_schema, row_experiments
+from emorepro.config import is_union as _is_union
 
-validate(config, schema="../config/schema.yaml")
+
+check_schema(config, f"{workflow.basedir}/config/schema.yaml")  # every bad key, one line each
+validate(config, schema="../config/schema.yaml")  # fills in the defaults
+check_config(config)  # what the schema cannot say: keys naming each other, model options (emorepro.config)
 
 RESULTS = config["results"]
 
@@ -20,20 +25,9 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-def _require(cond, key, msg):
-    if not cond:
-        raise ValueError(f"config: {key}: {msg}")
-
-
-def row_experiments(row):
-    """A table row's experiments: one "<paper>/<variant>", or a list averaged per fold and seed."""
-    x = row["experiment"]
-    return [x] if isinstance(x, str) else list(x)
-
-
 def is_union(corpus):
     """A union corpus (format: union) is built from its members' manifests, folds and caches."""
-    return config["corpora"][corpus]["format"] == "union"
+    return _is_union(config, corpus)
 
 
 def _names_regex(names):
@@ -42,38 +36,6 @@ def _names_regex(names):
 
 NATIVE_CORPORA = _names_regex(n for n in config["corpora"] if not is_union(n))
 UNION_CORPORA = _names_regex(n for n in config["corpora"] if is_union(n))
-
-for _name, _c in config["corpora"].items():
-    if is_union(_name):
-        _require(_c["members"], f"corpora.{_name}.members", "a union corpus needs {member corpus: protocol}")
-        for _m, _p in _c["members"].items():
-            _require(_m in config["corpora"] and not is_union(_m), f"corpora.{_name}.members.{_m}",
-                     "is not a (non-union) key of corpora")
-            _require(_p in config["protocols"] and config["protocols"][_p]["scheme"] != "union",
-                     f"corpora.{_name}.members.{_m}", f"{_p!r} is not a (non-union) key of protocols")
-            _require(config["corpora"][_m]["style"], f"corpora.{_m}.style",
-                     f"required for a member of the union corpus {_name!r} (e.g. acted, spontaneous)")
-        continue
-    _require(_c["root"] or _c["synth"], f"corpora.{_name}.root", "required (path to IEMOCAP_full_release) unless `synth` is set")
-for _paper, _variants in config["experiments"].items():
-    for _variant, _e in _variants.items():
-        _key = f"experiments.{_paper}.{_variant}"
-        _require(_e["corpus"] in config["corpora"], f"{_key}.corpus", f"{_e['corpus']!r} is not a key of corpora")
-        _require(_e["protocol"] in config["protocols"], f"{_key}.protocol", f"{_e['protocol']!r} is not a key of protocols")
-        _require((config["protocols"][_e["protocol"]]["scheme"] == "union") == is_union(_e["corpus"]), f"{_key}.protocol",
-                 "a union corpus needs a protocol with scheme `union` (and only a union corpus)")
-        for _role, _enc in _e["inputs"].items():
-            _require(_enc in config["encoders"], f"{_key}.inputs.{_role}", f"{_enc!r} is not a key of encoders")
-for _n, _f in config["fusion"].items():
-    for _x in _f["experiments"]:
-        _p, _, _v = _x.partition("/")
-        _require(_v in config["experiments"].get(_p, {}), f"fusion.{_n}.experiments", f"{_x!r} is not an experiment")
-for _t, _spec in config["tables"].items():
-    for _row in _spec["rows"]:
-        for _x in row_experiments(_row):
-            _p, _, _v = _x.partition("/")
-            _require(_v in config["experiments"].get(_p, {}), f"tables.{_t}.rows[{_row['name']!r}].experiment",
-                     f"{_x!r} is not an experiment")
 
 
 def corpus_root(corpus):

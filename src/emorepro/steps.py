@@ -144,27 +144,32 @@ def extract_features(manifest_csv: str, out_manifest: str, *, name: str, spec: M
                      extra={"note": "shard hashes are in the cache manifest (the output)"})
 
 
-def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, Any], out_dir: str, fold: int, seed: int,
-          classes: Sequence[str], model: str, model_params: Mapping, train_params: Mapping, run_id: Mapping) -> None:
+def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, Any], outputs: Mapping[str, str], fold: int,
+          seed: int, classes: Sequence[str], model: str, model_params: Mapping, train_params: Mapping,
+          run_id: Mapping, threads: int = 1) -> None:
     """Train one fold and seed; ``caches`` maps a role (audio, text) to a cache's manifest.json
-    (or to a list of them: a union corpus reads its members' caches)."""
+    (or to a list of them: a union corpus reads its members' caches).  ``outputs``: the rule's declared
+    ``predictions``, ``log_csv``, ``model`` and ``provenance`` (the run directory's sidecar)."""
+    from .provenance import sidecar_path
     from .train import run_training
 
     started = now()
+    out = Path(outputs["provenance"]).parent
+    if sidecar_path(out) != Path(outputs["provenance"]):
+        raise ValueError(f"outputs: provenance must be the run directory's sidecar {sidecar_path(out)}")
+    files = {k: outputs[k] for k in ("predictions", "log_csv", "model")}
     caches = {role: (m if isinstance(m, (str, os.PathLike)) else [str(x) for x in m]) for role, m in caches.items()}
     summary = run_training(manifest_csv=manifest_csv, folds_csv=folds_csv,
                            caches={role: (str(Path(m).parent) if isinstance(m, (str, os.PathLike))
                                           else [str(Path(x).parent) for x in m]) for role, m in caches.items()},
                            fold=fold, seed=seed, classes=classes, model=model, model_params=dict(model_params),
-                           train=dict(train_params), out_dir=out_dir)
-    out = Path(out_dir)
+                           train=dict(train_params), out_dir=str(out), threads=threads, outputs=files)
     write_provenance(out, rule="train", seed=seed,
                      params={**dict(run_id), "fold": fold, "classes": list(classes), "model": model,
-                             "model_params": dict(model_params), "train": dict(train_params)},
+                             "model_params": dict(model_params), "train": dict(train_params), "threads": threads},
                      inputs={"manifest": manifest_csv, "folds": folds_csv,
                              **{f"feature_cache_{role}": m for role, m in caches.items()}},
-                     outputs=[out / "predictions.csv", out / "train_log.csv", out / "model.pt"],
-                     started=started, extra={"summary": summary})
+                     outputs=list(files.values()), started=started, extra={"summary": summary})
 
 
 def score(pred_csv: str, out_json: str, *, classes: Sequence[str], fold: int, seed: int,

@@ -41,7 +41,6 @@ class TrainConfig:
     weight_decay: float = 1e-5      # "1e-5 decay rate", read as L2 weight decay
     grad_clip: float | None = None  # max gradient norm (Ispas et al.: 1.0)
     selection: str = "val_uar"      # "val_uar", "val_ccc" (mean val CCC of V and A; needs a val split) or "last"
-    threads: int = 1
     data: dict[str, Any] = field(default_factory=dict)   # recipe-specific data options
     loss: dict[str, Any] = field(default_factory=dict)   # recipe-specific loss options
 
@@ -181,11 +180,14 @@ def fit(net, recipe: Recipe) -> tuple[list[dict], int, dict]:
 
 def run_training(*, manifest_csv: str, folds_csv: str, caches: dict[str, str], fold: int, seed: int,
                  classes: Sequence[str], model: str, model_params: dict, train: dict, out_dir: str,
-                 device: str | None = None) -> dict:
+                 device: str | None = None, threads: int = 1, outputs: dict[str, str] | None = None) -> dict:
     """Train and predict one fold; returns a summary dict (selected epoch, seconds, sizes).
 
     ``caches`` maps a role the recipe expects (``"audio"``, ``"text"``) to a cache directory, or to a
-    list of directories (a union corpus reads its members' caches as one).
+    list of directories (a union corpus reads its members' caches as one).  ``outputs`` names the
+    files to write (``predictions``, ``log_csv``, ``model``: a rule's declared outputs); by default
+    they are ``predictions.csv``, ``train_log.csv`` and ``model.pt`` in ``out_dir``.  ``threads``:
+    torch's CPU threads (the job's share of the machine).
     """
     import pandas as pd
     import torch
@@ -194,10 +196,12 @@ def run_training(*, manifest_csv: str, folds_csv: str, caches: dict[str, str], f
     from .models import get_model
 
     cfg = TrainConfig(**train)
-    set_determinism(seed, cfg.threads)
+    set_determinism(seed, threads)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    paths = {"predictions": out / "predictions.csv", "log_csv": out / "train_log.csv", "model": out / "model.pt",
+             **(outputs or {})}
 
     manifest = pd.read_csv(manifest_csv, keep_default_na=False).set_index("utt_id", drop=False)
     folds = pd.read_csv(folds_csv)
@@ -236,9 +240,9 @@ def run_training(*, manifest_csv: str, folds_csv: str, caches: dict[str, str], f
             if np.ndim(v) == 1:
                 df[k] = v
         frames.append(df)
-    write_csv(out / "predictions.csv", pd.concat(frames, ignore_index=True), float_format="%.7g")
-    write_csv(out / "train_log.csv", pd.DataFrame(history), float_format="%.6g")
-    with atomic_path(out / "model.pt") as tmp:
+    write_csv(paths["predictions"], pd.concat(frames, ignore_index=True), float_format="%.7g")
+    write_csv(paths["log_csv"], pd.DataFrame(history), float_format="%.6g")
+    with atomic_path(paths["model"]) as tmp:
         torch.save({"model": model, "model_params": dict(model_params), "state_dict": best_state}, tmp)
     return {"selected_epoch": best_epoch, "epochs": cfg.epochs, "train_seconds": round(time.time() - t0, 3),
             "device": device, "n": {s: len(u) for s, u in splits.items()},

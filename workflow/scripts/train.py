@@ -4,8 +4,8 @@ log_to(snakemake.log[0])
 e, w = snakemake.params.experiment, snakemake.wildcards
 train(manifest_csv=snakemake.input.manifest, folds_csv=snakemake.input.folds,
       caches={role: snakemake.input[f"cache_{role}"] for role in e["inputs"]},
-      out_dir=snakemake.output.provenance.rsplit("/", 1)[0], fold=int(w.fold), seed=int(w.seed),
-      classes=snakemake.params.classes, model=e["model"], model_params=e["model_params"],
-      train_params={**e["train"], "threads": snakemake.threads},
+      outputs={k: snakemake.output[k] for k in ("predictions", "log_csv", "model", "provenance")},
+      fold=int(w.fold), seed=int(w.seed), classes=snakemake.params.classes, model=e["model"],
+      model_params=e["model_params"], train_params=e["train"], threads=snakemake.threads,
       run_id={"paper": w.paper, "variant": w.variant, "protocol": w.protocol, "corpus": e["corpus"],
               "inputs": e["inputs"]})
