@@ -4,7 +4,7 @@ CORES ?= 2
 PYTEST_ARGS ?=
 ENV := source scripts/env.sh &&
 
-.PHONY: install demo test lint clean-demo
+.PHONY: install demo test test-fast test-slow lint clean-demo
 
 install:
 	@bash scripts/install.sh >/dev/null
@@ -17,8 +17,17 @@ demo: install
 test: install
 	$(ENV) python -m pytest -ra $(PYTEST_ARGS)
 
+## Everything but the end-to-end Snakemake runs and the Slurm tests: about a minute.
+test-fast: install
+	$(ENV) python -m pytest -ra -m "not slow and not slurm" $(PYTEST_ARGS)
+
+## The rest of `make test`: end-to-end Snakemake runs (slow) and the local Slurm (slurm).
+test-slow: install
+	$(ENV) python -m pytest -ra -m "slow or slurm" $(PYTEST_ARGS)
+
+## ruff and snakefmt (configured in pyproject.toml), then Snakemake's own linter.
 lint: install
-	$(ENV) snakemake --lint --configfile config/demo.yaml
+	$(ENV) ruff check . && snakefmt --check . && snakemake --lint --configfile config/demo.yaml
 
 clean-demo:
 	rm -rf results

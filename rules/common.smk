@@ -4,7 +4,7 @@ import re
 
 from snakemake.utils import validate
 
-from emorepro.config import check_config, check_schema, row_experiments
+from emorepro.config import check_config, check_schema, experiment_id, row_experiments
 from emorepro.config import is_union as _is_union
 
 
@@ -98,6 +98,16 @@ def demo_checkpoint_inputs(wildcards):
 
 def experiment(paper, variant):
     return config["experiments"][paper][variant]
+
+
+def all_experiments():
+    """(paper, variant) of every configured experiment."""
+    return [(p, v) for p, variants in config["experiments"].items() for v in variants]
+
+
+def experiment_rule_name(kind, paper, variant):
+    """Name of a per-experiment rule: score_<paper>_<variant> ('-' becomes '_'; check_config keeps them unique)."""
+    return f"{kind}_{experiment_id(paper, variant)}"
 
 
 def run_dir(paper, variant, fold, seed):

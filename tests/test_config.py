@@ -177,8 +177,8 @@ def test_paper_typo_builds_nothing_and_is_an_error(cfg):
 
 
 def test_names_must_fit_the_wildcards(cfg):
-    cfg["experiments"]["zhang2022"]["baseline act"] = cfg["experiments"]["zhang2022"]["baseline_act"]
-    assert keys(cfg) == ["experiments.zhang2022.baseline act"]
+    cfg["experiments"]["zhang2022"]["baseline act 2"] = cfg["experiments"]["zhang2022"]["baseline_act"]
+    assert keys(cfg) == ["experiments.zhang2022.baseline act 2"]
 
 
 def test_every_problem_is_reported_one_line_each(cfg):
@@ -286,3 +286,9 @@ def test_checking_the_demo_config_imports_neither_torch_nor_the_families():
             "assert not bad, bad\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_experiments_whose_rule_names_would_collide(cfg):
+    cfg["experiments"]["zhang2022"]["baseline-act"] = cfg["experiments"]["zhang2022"]["baseline_act"]
+    (key, msg), = problems(cfg)
+    assert key == "experiments.zhang2022.baseline-act" and "experiments.zhang2022.baseline_act" in msg

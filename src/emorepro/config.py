@@ -42,6 +42,11 @@ def row_experiments(row: Mapping[str, Any]) -> list[str]:
     return [x] if isinstance(x, str) else list(x)
 
 
+def experiment_id(paper: str, variant: str) -> str:
+    """``<paper>_<variant>`` as a Python identifier: the suffix of per-experiment rules (``score_<id>``)."""
+    return re.sub(r"\W", "_", f"{paper}_{variant}")
+
+
 def _experiment(config: Config, ref: str) -> Mapping[str, Any] | None:
     paper, _, variant = ref.partition("/")
     return (config.get("experiments") or {}).get(paper, {}).get(variant)
@@ -64,10 +69,15 @@ def check_names(config: Config) -> Problems:
         for name in entries or {}:
             if not NAME.fullmatch(name):
                 yield f"{group}.{name}", "names may only use letters, digits, '_' and '-' (they become paths)"
+    seen: dict[str, str] = {}
     for paper, variants in (config.get("experiments") or {}).items():
         for variant in variants:
             if not NAME.fullmatch(variant):
                 yield f"experiments.{paper}.{variant}", "names may only use letters, digits, '_' and '-'"
+            other = seen.setdefault(experiment_id(paper, variant), f"{paper}.{variant}")
+            if other != f"{paper}.{variant}":
+                yield (f"experiments.{paper}.{variant}", f"its rules would be named like those of experiments.{other} "
+                       f"(*_{experiment_id(paper, variant)}): rename one")
 
 
 def check_corpora(config: Config) -> Problems:

@@ -19,11 +19,17 @@ from .provenance import now, write_provenance
 log = logging.getLogger("emorepro")
 
 
-def log_to(path: str | None) -> None:
-    """Send this process's logging (and warnings, tqdm via stderr) to a Snakemake log file."""
+def log_to(path: str | None, inputs: Sequence = ()) -> None:
+    """Send this process's logging (and warnings, tqdm via stderr) to a Snakemake log file.
+
+    The log ends with the job's wall, CPU and start-up times (:mod:`emorepro.jobstats`; start-up ends
+    when the job first reads one of ``inputs``, the rule's inputs)."""
+    from .jobstats import install
+
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         sys.stderr = open(path, "a", buffering=1)
+    install(inputs)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)
@@ -184,6 +190,16 @@ def score(pred_csv: str, out_json: str, *, classes: Sequence[str], fold: int, se
     write_provenance(out_json, rule="score", seed=seed,
                      params={"classes": list(classes), "split": "test", "corpus": corpus},
                      inputs={"predictions": pred_csv}, outputs=[out_json], started=started)
+
+
+def score_runs(predictions: Sequence[str], metrics: Sequence[str], runs: Sequence[Mapping[str, int]], *,
+               classes: Sequence[str], corpus: str | None = None) -> None:
+    """Score every run of an experiment in one process: ``predictions[i]`` -> ``metrics[i]`` (run ``runs[i]``:
+    its fold and seed), each with its own provenance sidecar, as if :func:`score` had run once per run."""
+    if not len(predictions) == len(metrics) == len(runs):
+        raise ValueError(f"score_runs: {len(predictions)} predictions, {len(metrics)} metrics, {len(runs)} runs")
+    for pred_csv, out_json, run in zip(predictions, metrics, runs):
+        score(pred_csv, out_json, classes=classes, fold=int(run["fold"]), seed=int(run["seed"]), corpus=corpus)
 
 
 def table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[Mapping[str, Any]]], out_tex: str, out_csv: str,

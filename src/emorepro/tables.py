@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .io import InputError, atomic_path, read_json, sha256_file, write_csv, write_text
+from .io import InputError, read_json, sha256_file, write_csv, write_text
 from .provenance import sidecar_path
 
 AGGREGATIONS = {

@@ -1,4 +1,4 @@
 from emorepro.steps import log_to, synth_corpus
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], snakemake.input)
 synth_corpus(snakemake.params.out_dir, snakemake.params.synth)

@@ -1,4 +1,4 @@
 from emorepro.steps import log_to, synth_spon_corpus
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], snakemake.input)
 synth_spon_corpus(snakemake.output.csv, snakemake.params.synth)

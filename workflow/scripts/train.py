@@ -1,6 +1,6 @@
 from emorepro.steps import log_to, train
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], snakemake.input)
 e, w = snakemake.params.experiment, snakemake.wildcards
 train(manifest_csv=snakemake.input.manifest, folds_csv=snakemake.input.folds,
       caches={role: snakemake.input[f"cache_{role}"] for role in e["inputs"]},
