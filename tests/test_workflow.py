@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pandas as pd
@@ -57,15 +58,24 @@ FORCED_RUN = "results/runs/zhang2022/mtl_half/member_folds/fold2/seed1"
 @pytest.mark.slow
 def test_same_seed_gives_identical_predictions(demo_run):
     wd = demo_run
-    downstream = ["results/tables/zhang2022_table3.csv", "results/fusion/e2e_trials.csv",
+    same_bytes = [f"{FORCED_RUN}/predictions.csv", f"{FORCED_RUN}/metrics.json", "results/tables/zhang2022_table3.csv",
                   "results/figures/confusion/zhang2022/mtl_half.csv"]
-    before = {p: (wd / p).read_bytes() for p in [f"{FORCED_RUN}/predictions.csv", f"{FORCED_RUN}/train_log.csv",
-                                                 f"{FORCED_RUN}/metrics.json", *downstream]}
+    timed = {f"{FORCED_RUN}/train_log.csv": "seconds", "results/fusion/e2e_trials.csv": "seconds"}  # wall-clock columns
+
+    def state():
+        return ({p: (wd / p).read_bytes() for p in same_bytes},
+                {p: pd.read_csv(wd / p).drop(columns=col) for p, col in timed.items()})
+
+    (bytes_before, timed_before), mtime = state(), (wd / FORCED_RUN / "predictions.csv").stat().st_mtime_ns
     r = run_snakemake(wd, "--cores", "2", *CONFIG, "--forcerun", f"{FORCED_RUN}/predictions.csv")
     out = r.stdout + r.stderr
-    assert out.count("rule train:") + out.count("localrule train:") == 1, "exactly one run is trained again"
+    assert len(re.findall(r"^(?:local)?rule train:", out, re.M)) == 1, "exactly one run is trained again"
     assert "rule score_zhang2022_mtl_half:" in out and "rule table:" in out and "rule fusion:" in out
-    assert {p: (wd / p).read_bytes() for p in before} == before
+    assert (wd / FORCED_RUN / "predictions.csv").stat().st_mtime_ns > mtime   # it was written again
+    bytes_after, timed_after = state()
+    assert bytes_after == bytes_before
+    for p, df in timed_before.items():
+        pd.testing.assert_frame_equal(timed_after[p], df, check_exact=True)
 
 
 @pytest.mark.slow
@@ -120,6 +130,7 @@ SNAPSHOT = REPO / "tests" / "snapshots" / "e2e.yaml"
 SNAPSHOT_IGNORE = (   # fnmatch patterns (`*` crosses `/`): what is not worth a line each
     "results/*/synth/IEMOCAP_full_release/Session*",   # the generated corpora's audio and transcripts,
     "results/*/synth/generic_csv/wav/*",               # hashed by the ingest sidecar (which is listed)
+    "*/.lock",                                         # the feature cache's lock file: not an output
 )
 TABLE_COLUMNS = ("row", "column", "metric", "n_seeds", "n_runs", "paper", "ours_mean", "ours_std", "ci_low",
                  "ci_high", "p_value")   # not: diffs derived from these, and the run paths (listed under files)
@@ -139,8 +150,10 @@ def e2e_snapshot(wd) -> dict:
     files = sorted(str(p.relative_to(wd)) for p in (wd / "results").rglob("*") if p.is_file())
     return {
         "files": [f for f in files if not any(fnmatch(f, pat) for pat in SNAPSHOT_IGNORE)],
+        "table_columns": " | ".join(TABLE_COLUMNS),
         "tables": {p.stem: _cells(pd.read_csv(p), TABLE_COLUMNS)
                    for p in sorted((wd / "results/tables").glob("*.csv"))},
+        "fusion_columns": " | ".join(FUSION_COLUMNS),
         "fusion": {p.stem: _cells(pd.read_csv(p), FUSION_COLUMNS)
                    for p in sorted((wd / "results/fusion").glob("*.csv"))},
     }
@@ -235,7 +248,6 @@ def test_fusion_rule_runs_the_exact_search_on_a_configured_trial_set(demo_run):
 def test_dry_run_plans_one_extraction_per_corpus_and_encoder(tmp_path):
     """Every paper of the demo config (Zhang: 4 variants x 2 corpora; Ispas: 16 rows x 10 folds x seeds) shares
     the caches: the plan has exactly one extract_features job per (corpus, encoder), and train jobs ask for a GPU."""
-    import re
 
     wd = make_workdir(tmp_path)
     r = run_snakemake(wd, "-n", "--configfile", "config/demo.yaml")
