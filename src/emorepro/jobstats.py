@@ -3,13 +3,14 @@
 :func:`emorepro.steps.log_to` calls :func:`install` in every Snakemake job.  When the process
 exits it appends to the job's log::
 
-    emorepro-job: wall 4.213 s cpu 3.950 s startup 2.310 s
+    emorepro-job: wall 4.213 s cpu 3.950 s startup 2.310 s startup_cpu 1.870 s
 
 * wall: from the process's start (the kernel's record, so the interpreter's own start-up counts);
 * cpu: user + system time of the process and of the children it waited for (espeak-ng, ...);
 * startup: from the process's start to the first line of real work, taken as the moment the
   job first opens one of its input files or a file beside one (interpreter, imports and config
-  come before that); ``-`` for a job without inputs.  The moment is caught with an audit hook (:pep:`578`), so no
+  come before that); ``-`` for a job without inputs.  startup_cpu: this process's CPU time
+  up to that moment (children excluded).  The moment is caught with an audit hook (:pep:`578`), so no
   step needs a marker of its own.
 
 Linux only (``/proc``); elsewhere nothing is written.
@@ -54,7 +55,7 @@ def _hook(event: str, args: tuple) -> None:
     if isinstance(path, (str, bytes, os.PathLike)):
         p = os.path.abspath(os.fsdecode(path))
         if p in _state["inputs"] or p.startswith(_state["input_dirs"]):
-            _state["first_input"] = time.time()
+            _state["first_input"] = time.time(), time.process_time()
 
 
 def _report() -> None:
@@ -64,8 +65,8 @@ def _report() -> None:
     wall = time.time() - start
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     cpu = sum(u.ru_utime + u.ru_stime for u in usage)
-    first = _state.get("first_input")
-    startup = f"{first - start:.3f} s" if first else "-"
+    first, first_cpu = _state.get("first_input", (None, None))
+    startup = f"{first - start:.3f} s startup_cpu {first_cpu:.3f} s" if first else "- startup_cpu -"
     print(f"emorepro-job: wall {wall:.3f} s cpu {cpu:.3f} s startup {startup}", file=sys.stderr, flush=True)
 
 
