@@ -9,9 +9,13 @@ ENV := source scripts/env.sh &&
 install:
 	@bash scripts/install.sh >/dev/null
 
-## Regenerate every enabled table on the embedded demo corpus (results/tables/).
+## Regenerate every enabled table on the embedded demo corpus (results/tables/), build the HTML report
+## (results/report.html: tables, confusion matrices, fusion) and print each table's headline cell.
 demo: install
 	$(ENV) snakemake --cores $(CORES) --configfile config/demo.yaml
+	@$(ENV) out=$$(snakemake --configfile config/demo.yaml --report results/report.html 2>&1) || { echo "$$out"; exit 1; }
+	@cat results/summary.txt
+	@echo "Report (tables, confusion matrices, fusion results): results/report.html"
 
 ## Run the whole test suite (unit, bad input, end-to-end Snakemake, local Slurm).
 test: install

@@ -2,6 +2,7 @@
 
     python benchmarks/workflow.py [--skip-demo] [--skip-ingest] [--utterances 10039]
                                   [--cores 2] [--configfile EXTRA.yaml ...] [--keep DIR]
+                                  [--snakemake-args "--scheduler greedy"]
 
 The demo runs ``snakemake --cores N --configfile config/demo.yaml [EXTRA ...]`` in a scratch
 working directory (``--keep DIR`` keeps it there), then prints per rule: jobs, total wall, total
@@ -93,7 +94,7 @@ def print_table(rows, totals, wall: float, cpu_all: float, cores: int) -> None:
           f"({cpu_all / 60:.1f} CPU-min) in all")
 
 
-def demo_dag(wd: Path, cores: int, extra: list[str]) -> None:
+def demo_dag(wd: Path, cores: int, extra: list[str], args: list[str]) -> None:
     from tests.workflow_utils import run_snakemake
 
     for f in extra:
@@ -101,7 +102,7 @@ def demo_dag(wd: Path, cores: int, extra: list[str]) -> None:
     config = ["--configfile", "config/demo.yaml", *(Path(f).name for f in extra)]
     print(f"load average before the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     cpu0, t = _children_cpu(), time.perf_counter()
-    r = run_snakemake(wd, "--cores", str(cores), *config, timeout=4 * 3600)
+    r = run_snakemake(wd, "--cores", str(cores), *config, *args, timeout=4 * 3600)
     wall, cpu_all = time.perf_counter() - t, _children_cpu() - cpu0
     print(f"load average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     rows, totals = per_rule_table(wd, r.stdout + r.stderr)
@@ -143,6 +144,7 @@ def main() -> None:
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--configfile", nargs="*", default=[], help="config files merged over config/demo.yaml")
     p.add_argument("--keep", type=Path, help="run the demo in this (new) directory and keep it")
+    p.add_argument("--snakemake-args", default="", help="more arguments of the demo's snakemake run")
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if not a.skip_demo:
@@ -150,7 +152,7 @@ def main() -> None:
             base.mkdir(parents=True)
             wd = make_workdir(base)
             print(f"working directory: {wd}{'' if a.keep else ' (removed at the end)'}")
-            demo_dag(wd, a.cores, [str(Path(f).resolve()) for f in a.configfile])
+            demo_dag(wd, a.cores, [str(Path(f).resolve()) for f in a.configfile], a.snakemake_args.split())
         if not a.skip_ingest:
             (Path(tmp) / "ingest").mkdir()
             full_size_ingest(Path(tmp) / "ingest", a.utterances)

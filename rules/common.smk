@@ -138,6 +138,15 @@ def table_spec(table):
     return fill_corpus_names({"name": table, **config["tables"][table]}, config["corpora"])
 
 
+def summary_spec(table):
+    """Title and headline cell ({row, column} with corpus names filled in, or None) of a table, for the summary."""
+    spec, rows = table_spec(table), config["tables"][table]["rows"]
+    h = config["tables"][table]["headline"]
+    if h:
+        h = {"row": spec["rows"][[r["name"] for r in rows].index(h["row"])]["name"], "column": h["column"]}
+    return {"title": spec.get("title", ""), "headline": h}
+
+
 def table_runs(table):
     """Row name -> list of {metrics, fold, seed, experiment}: what each row of a table aggregates."""
     out = {}
@@ -200,4 +209,4 @@ def get_final_output():
     figures += [f"{RESULTS}/figures/confusion/{p}/{v}/{m}.pdf" for p, v in table_experiments()
                 if is_union(experiment(p, v)["corpus"]) for m in config["corpora"][experiment(p, v)["corpus"]]["members"]]
     fusion = [f"{RESULTS}/fusion/{n}.csv" for n in enabled_fusions()]
-    return tables + figures + fusion
+    return tables + figures + fusion + [f"{RESULTS}/summary.txt"]

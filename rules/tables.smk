@@ -58,3 +58,22 @@ rule confusion_by_corpus:
         "../envs/report.yaml"
     script:
         "../workflow/scripts/confusion.py"
+
+
+rule summary:
+    # What `make demo` prints at its end (summary.txt) and the report's page of every table and fusion result.
+    input:
+        tables=[f"{RESULTS}/tables/{t}.csv" for t in enabled_tables()],
+        fusion=[f"{RESULTS}/fusion/{n}.csv" for n in enabled_fusions()],
+    output:
+        txt=f"{RESULTS}/summary.txt",
+        html=report(f"{RESULTS}/summary.html", category="Summary"),
+    params:
+        tables={t: summary_spec(t) for t in enabled_tables()},
+        fusion=enabled_fusions(),
+    log:
+        f"{RESULTS}/logs/summary/summary.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/summary.py"

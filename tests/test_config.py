@@ -76,7 +76,9 @@ def test_table_columns_compare_to_and_stats_name_what_the_table_has(cfg):
     t["rows"][0]["columns"] = ["UA", "UAR"]
     t["rows"][0]["reported"]["Anger "] = 1.0
     t["stats"]["columns"] = ["UA", "WAR"]
+    t["headline"] = {"row": "Selective MTL", "column": "UA"}
     assert sorted(keys(cfg)) == sorted([
+        "tables.zhang2022_table4.headline.row",
         "tables.zhang2022_table4.rows['Combined (ACT+{corpora.spon.name})'].compare_to",
         "tables.zhang2022_table4.rows['Baseline (ACT)'].columns",
         "tables.zhang2022_table4.rows['Baseline (ACT)'].reported",

@@ -217,9 +217,26 @@ def test_confusion_figures_and_snakemake_report(demo_run):
     n_test = sum(json.loads(p.read_text())["n"] for p in (wd / "results/runs/zhang2022/baseline_act").rglob("metrics.json"))
     assert cm[["neu", "hap", "ang", "sad"]].to_numpy().sum() == n_test
     assert not table["ci_low"][table["column"] == "UA"].isna().any()  # the config asks for bootstrap CIs
-    run_snakemake(wd, *CONFIG, "--report", "report.html")
+    run_snakemake(wd, *CONFIG, "--report", "report.html")   # as `make demo` does, into results/
     html = (wd / "report.html").read_text(errors="replace")
-    assert "zhang2022_table4" in html and "Confusion matrices" in html
+    assert "zhang2022_table4" in html and "Confusion matrices" in html and "summary.html" in html
+
+
+@pytest.mark.slow
+def test_summary_gives_each_tables_headline_cell_and_each_fusion_sets_best_subset(demo_run):
+    wd = demo_run
+    lines = (wd / "results/summary.txt").read_text().splitlines()
+    spon = "synthetic SPON"
+    t4 = pd.read_csv(wd / "results/tables/zhang2022_table4.csv").set_index(["row", "column"])
+    cell = t4.loc[(f"Selective MTL (ACT+{spon})", "UA")]   # config: tables.zhang2022_table4.headline
+    assert (f"  results/tables/zhang2022_table4.{{tex,csv,md}}  Selective MTL (ACT+{spon}) | UA: "
+            f"ours {cell['ours_mean']:.2f}, paper 59.47  (5 runs)") in lines
+    assert sum(line.startswith("  results/tables/") for line in lines) == 3
+    fusion = pd.read_csv(wd / "results/fusion/e2e_trials.csv")
+    best = fusion[fusion["method"] == "exact"].sort_values("uar").iloc[-1]
+    assert f"  results/fusion/e2e_trials.{{csv,json}}  k={best['k']} UAR {100 * best['uar']:.2f} ({best['subset']})" in lines
+    page = (wd / "results/summary.html").read_text()
+    assert page.count("<table") == 4 and f"Selective MTL (ACT+{spon})" in page
 
 
 @pytest.mark.slow

@@ -165,7 +165,7 @@ def check_fusion(config: Config) -> Problems:
 
 
 def check_tables(config: Config) -> Problems:
-    """Rows name experiments; compare_to, a row's columns and stats.columns name what the table has."""
+    """Rows name experiments; compare_to, a row's columns, headline and stats.columns name what the table has."""
     for t, spec in (config.get("tables") or {}).items():
         columns = {c["name"] for c in spec.get("columns", [])}
         rows = {r["name"] for r in spec.get("rows", [])}
@@ -180,6 +180,11 @@ def check_tables(config: Config) -> Problems:
                 yield f"{key}.compare_to", f"{row['compare_to']!r} is not a row of the table"
             for c in sorted(set(row.get("reported") or {}) - columns):
                 yield f"{key}.reported", f"{c!r} is not a column of the table ({', '.join(sorted(columns))})"
+        h = spec.get("headline")
+        if h and h["row"] not in rows:
+            yield f"tables.{t}.headline.row", f"{h['row']!r} is not a row of the table"
+        if h and h["column"] not in columns:
+            yield f"tables.{t}.headline.column", f"{h['column']!r} is not a column of the table"
         for c in sorted(set((spec.get("stats") or {}).get("columns") or []) - columns):
             yield f"tables.{t}.stats.columns", f"{c!r} is not a column of the table ({', '.join(sorted(columns))})"
 

@@ -217,6 +217,21 @@ def table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[Mapping[str, Any]
                      extra={"cells": cells, "aggregation_rule": T.caption_rule(spec)})
 
 
+def summary(tables: Mapping[str, str], specs: Mapping[str, Mapping[str, Any]], fusion: Mapping[str, str],
+            out_txt: str, out_html: str) -> None:
+    """results/summary.{txt,html}: each table's headline cell, ours vs the paper's, and each fusion set's best subset.
+
+    ``tables``: name -> table CSV; ``specs``: name -> {title, headline}; ``fusion``: name -> fusion CSV."""
+    from .summary import write_summary
+
+    started = now()
+    lines = write_summary({t: {"csv": csv, **specs[t]} for t, csv in tables.items()}, fusion, out_txt, out_html)
+    log.info("summary:\n%s", "\n".join(lines))
+    write_provenance(out_txt, rule="summary", params={"tables": {t: dict(s) for t, s in specs.items()}},
+                     inputs={"tables": list(tables.values()), "fusion": list(fusion.values())},
+                     outputs=[out_txt, out_html], started=started)
+
+
 def confusion(metrics_files: Sequence[str], *, classes: Sequence[str], title: str, pdf: str, png: str, tex: str,
               csv: str, corpus: str | None = None) -> None:
     """Confusion matrix summed over runs: figure (PDF, PNG), LaTeX tabular and CSV.
