@@ -56,6 +56,8 @@ def per_rule_table(wd: Path, snakemake_output: str) -> tuple[list[tuple], dict]:
     acc: dict[str, dict] = defaultdict(lambda: {"jobs": 0, "wall": 0.0, "cpu": 0.0, "startup": [], "startup_cpu": [],
                                                 "unmeasured": 0})
     for rule, logs in job_logs(snakemake_output):
+        if not logs:   # a target rule (all): no process, no log
+            continue
         a = acc[rule_group(rule)]
         a["jobs"] += 1
         lines = [m for log in logs if (wd / log).is_file()
