@@ -4,7 +4,7 @@ The module brings up the single-node Slurm of ``scripts/local-slurm-up.sh`` (mun
 MariaDB, one fake GPU ``gpu:fakegpu:1``; as root it installs the packages itself) and stops it
 again with ``scripts/local-slurm-down.sh``, also when a test fails (a Slurm that was already up
 before the module is used and left up).  Not root and no sudo: skipped.  On a small config of the demo
-(tests/config/slurm.yaml: Zhang et al. Table 4, baseline row only, 15 jobs) it checks that
+(tests/config/slurm.yaml: Zhang et al. Table 4, baseline row only, 11 jobs) it checks that
 
 1. every training job was submitted with a GPU request: the plugin's ``sbatch call`` lines
    (``--verbose``) carry ``-p gpu ... --gpus=fakegpu:1`` and Slurm's accounting records
@@ -255,7 +255,7 @@ def slurm_runs(tmp_path_factory, request):
         runs.main = _snakemake(slurm_wd, "slurm_main.out", *PROFILE, "--verbose", TARGET, *CONFIG)
         runs.watcher.stop.set()
         runs.watcher.join(timeout=30)
-        timings["Slurm run (15 jobs + 1 retry)"] = runs.main.seconds
+        timings["Slurm run (11 jobs + 1 retry)"] = runs.main.seconds
 
         # Check 3: one train job that fails on purpose; --retries 0 or the profile would run it twice.
         runs.failing = _snakemake(slurm_wd, "slurm_fail.out", *PROFILE, "--retries", "0",
