@@ -85,8 +85,8 @@ def check_corpora(config: Config) -> Problems:
     corpora, protocols = config.get("corpora") or {}, config.get("protocols") or {}
     for name, c in corpora.items():
         if c.get("format") != "union":
-            if not (c.get("root") or c.get("synth")):
-                yield f"corpora.{name}.root", "required (path to the corpus) unless `synth` is set"
+            if not (c.get("root") or c.get("synth") or c.get("augment")):
+                yield f"corpora.{name}.root", "required (path to the corpus) unless `synth` or `augment` is set"
             continue
         if not c.get("members"):
             yield f"corpora.{name}.members", "a union corpus needs {member corpus: protocol}"
@@ -100,6 +100,26 @@ def check_corpora(config: Config) -> Problems:
                 yield key, f"{p!r} is not a (non-union) key of protocols"
             if not corpora[m].get("style"):
                 yield f"corpora.{m}.style", f"required for a member of the union corpus {name!r} (e.g. acted, spontaneous)"
+
+
+def check_augmented_corpora(config: Config) -> Problems:
+    """An augmented corpus (MMER, `corpora.<name>.augment`) is generic_csv and copies a plain corpus."""
+    corpora = config.get("corpora") or {}
+    for name, c in corpora.items():
+        if not c.get("augment"):
+            continue
+        src = c["augment"].get("source")
+        if src not in corpora or corpora[src].get("format") == "union" or corpora[src].get("augment"):
+            yield f"corpora.{name}.augment.source", f"{src!r} is not a (non-union, non-augmented) key of corpora"
+        if c.get("format") != "generic_csv":
+            yield f"corpora.{name}.format", "an augmented corpus is generic_csv"
+
+
+def check_corpus_tables(config: Config) -> Problems:
+    """Corpus-statistics tables (`corpus_tables`) and result tables (`tables`) share results/tables/."""
+    for t in config.get("corpus_tables") or {}:
+        if t in (config.get("tables") or {}):
+            yield f"corpus_tables.{t}", "a table of the same name is in `tables`"
 
 
 def check_encoders(config: Config) -> Problems:
@@ -190,8 +210,8 @@ def check_tables(config: Config) -> Problems:
 
 
 def check_papers(config: Config) -> Problems:
-    """Each entry of `papers` is the paper of some table or fusion set (else a typo builds nothing)."""
-    known = {s["paper"] for group in ("tables", "fusion") for s in (config.get(group) or {}).values()}
+    """Each entry of `papers` is the paper of some table, corpus table or fusion set (else a typo builds nothing)."""
+    known = {s["paper"] for group in ("tables", "corpus_tables", "fusion") for s in (config.get(group) or {}).values()}
     for p in config.get("papers") or []:
         if p not in known:
             yield "papers", f"{p!r} has no table or fusion set (papers with some: {', '.join(sorted(known))})"
@@ -235,7 +255,8 @@ def check_schema(config: Config, schema_yaml: str) -> None:
 
 
 CHECKS: tuple[Callable[[Config], Problems], ...] = (
-    check_names, check_corpora, check_encoders, check_experiments, check_fusion, check_tables, check_papers)
+    check_names, check_corpora, check_augmented_corpora, check_encoders, check_experiments, check_fusion,
+    check_tables, check_corpus_tables, check_papers)
 
 
 def check_config(config: Config) -> None:
