@@ -60,3 +60,19 @@ def test_benchmark_reads_rules_and_job_lines_from_a_run(tmp_path):
     rows, totals = bench.per_rule_table(tmp_path, out)
     assert rows == [("train", 2, 6.0, 4.0, 2.0, 1.0, 0), ("score_*", 1, 1.0, 1.0, None, None, 0)]
     assert totals == {"jobs": 3, "wall": 7.0, "cpu": 5.0}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("fail", [False, True])
+def test_job_done_ends_the_process_after_the_exit_handlers_and_keeps_failures_failures(tmp_path, fail):
+    log = tmp_path / "job.log"
+    code = ("import atexit, sys\nfrom emorepro.steps import job_done, log_to\n"
+            f"log_to({str(log)!r})\n"
+            "atexit.register(lambda: print('exit handler ran', file=sys.stderr))\n"
+            "print('stdout is flushed', end='')\n"
+            + ("raise RuntimeError('the step failed')\n" if fail else "") + "job_done()\nprint('never')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == (1 if fail else 0) and r.stdout == "stdout is flushed"
+    lines = log.read_text().splitlines()
+    assert LINE.match(lines[-1]) and "exit handler ran" in lines   # the job line comes last
+    assert ("RuntimeError: the step failed" in log.read_text()) == fail

@@ -84,3 +84,25 @@ def install(inputs: Iterable = ()) -> None:
     if paths:
         sys.addaudithook(_hook)
     atexit.register(_report)
+
+
+def exit_now() -> None:
+    """End a finished job's process: run the atexit handlers (the job line among them), flush, ``os._exit(0)``.
+
+    CPython's finalization after them (tearing down every module and object) costs 0.3-0.8 CPU-s in a
+    job that imported torch, sklearn or pandas (measured: 0.8 of a demo training job's 3.9 CPU-s) and
+    does nothing a finished job needs: its outputs are written atomically and closed.  Call it only on
+    success, as the last line of a script; a failing job never gets here and exits as usual.
+    """
+    import atexit
+    import logging
+
+    logging.shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0)
+

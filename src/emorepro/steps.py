@@ -35,6 +35,14 @@ def log_to(path: str | None, inputs: Sequence = ()) -> None:
     logging.captureWarnings(True)
 
 
+def job_done() -> None:
+    """The last line of every workflow script: end the job's process without CPython's slow finalization
+    (:func:`emorepro.jobstats.exit_now`)."""
+    from .jobstats import exit_now
+
+    exit_now()
+
+
 def _policy(label_map: Mapping[str, str], drop_labels: Sequence[str]):
     from .corpus.iemocap import LabelPolicy
 

@@ -1,4 +1,4 @@
-from emorepro.steps import log_to, train
+from emorepro.steps import job_done, log_to, train
 
 log_to(snakemake.log[0], snakemake.input)
 e, w = snakemake.params.experiment, snakemake.wildcards
@@ -9,3 +9,4 @@ train(manifest_csv=snakemake.input.manifest, folds_csv=snakemake.input.folds,
       model_params=e["model_params"], train_params=e["train"], threads=snakemake.threads,
       run_id={"paper": w.paper, "variant": w.variant, "protocol": w.protocol, "corpus": e["corpus"],
               "inputs": e["inputs"]})
+job_done()
