@@ -7,7 +7,6 @@ from snakemake.utils import validate
 from emorepro.config import check_config, check_schema, experiment_id, row_experiments
 from emorepro.config import is_union as _is_union
 
-
 check_schema(config, f"{workflow.basedir}/config/schema.yaml")  # every bad key, one line each
 validate(config, schema="../config/schema.yaml")  # fills in the defaults
 check_config(config)  # what the schema cannot say: keys naming each other, model options (emorepro.config)
@@ -154,8 +153,10 @@ def table_runs(table):
         out[row["name"]] = []
         for x in row_experiments(row):
             paper, _, variant = x.partition("/")
-            out[row["name"]] += [{"metrics": f"{d}/metrics.json", "fold": k, "seed": s, "experiment": x}
-                                 for k, s, d in experiment_runs(paper, variant)]
+            out[row["name"]] += [
+                {"metrics": f"{d}/metrics.json", "fold": k, "seed": s, "experiment": x}
+                for k, s, d in experiment_runs(paper, variant)
+            ]
     return out
 
 
@@ -206,7 +207,11 @@ def get_final_output():
     tables = [f"{RESULTS}/tables/{t}.tex" for t in enabled_tables()]
     figures = [f"{RESULTS}/figures/confusion/{p}/{v}.pdf" for p, v in table_experiments()]
     # A union corpus's runs test on each member: one confusion matrix per member corpus too.
-    figures += [f"{RESULTS}/figures/confusion/{p}/{v}/{m}.pdf" for p, v in table_experiments()
-                if is_union(experiment(p, v)["corpus"]) for m in config["corpora"][experiment(p, v)["corpus"]]["members"]]
+    figures += [
+        f"{RESULTS}/figures/confusion/{p}/{v}/{m}.pdf"
+        for p, v in table_experiments()
+        if is_union(experiment(p, v)["corpus"])
+        for m in config["corpora"][experiment(p, v)["corpus"]]["members"]
+    ]
     fusion = [f"{RESULTS}/fusion/{n}.csv" for n in enabled_fusions()]
     return tables + figures + fusion + [f"{RESULTS}/summary.txt"]
