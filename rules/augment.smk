@@ -11,7 +11,7 @@ rule back_translate:
     input:
         unpack(back_translate_inputs),
     output:
-        texts=f"{RESULTS}/{{corpus}}/back_translation/texts.csv",
+        texts=update(f"{RESULTS}/{{corpus}}/back_translation/texts.csv"),
     log:
         f"{RESULTS}/logs/back_translate/{{corpus}}.log",
     benchmark:
@@ -37,8 +37,8 @@ rule synthesize:
     input:
         unpack(synthesize_inputs),
     output:
-        corpus=f"{RESULTS}/{{corpus}}/tts/corpus.csv",
-        copies=f"{RESULTS}/{{corpus}}/tts/copies.csv",
+        corpus=update(f"{RESULTS}/{{corpus}}/tts/corpus.csv"),
+        copies=update(f"{RESULTS}/{{corpus}}/tts/copies.csv"),
     log:
         f"{RESULTS}/logs/synthesize/{{corpus}}.log",
     benchmark:
@@ -66,7 +66,7 @@ rule augment_demo_checkpoint:
     input:
         unpack(augment_demo_checkpoint_inputs),
     output:
-        done=f"{RESULTS}/checkpoints/demo_augment/{{corpus}}/{{backend}}/demo_checkpoint.json",
+        done=update(f"{RESULTS}/checkpoints/demo_augment/{{corpus}}/{{backend}}/demo_checkpoint.json"),
     log:
         f"{RESULTS}/logs/augment_demo_checkpoint/{{corpus}}/{{backend}}.log",
     wildcard_constraints:

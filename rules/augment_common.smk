@@ -3,16 +3,6 @@
 
 AUGMENTED_CORPORA = _names_regex(n for n, c in config["corpora"].items() if c.get("augment"))
 
-for _name, _c in config["corpora"].items():
-    if _c.get("augment"):
-        _src = _c["augment"]["source"]
-        _require(
-            _src in config["corpora"] and not is_union(_src) and not config["corpora"][_src].get("augment"),
-            f"corpora.{_name}.augment.source",
-            f"{_src!r} is not a (non-union, non-augmented) key of corpora",
-        )
-        _require(_c["format"] == "generic_csv", f"corpora.{_name}.format", "an augmented corpus is generic_csv")
-
 
 def augment_spec(corpus):
     return config["corpora"][corpus]["augment"]

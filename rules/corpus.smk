@@ -38,7 +38,7 @@ rule synth_corpus_csv:
 rule synth_jtes_corpus:
     # The demo's JTES (format jtes): jtes_v1.1/wav/<spk>/<emo>/<spk>_<emo>_<NN>.wav + sentences.tsv.
     output:
-        summary=f"{RESULTS}/{{corpus}}/synth/jtes_v1.1/synth_summary.json",
+        summary=update(f"{RESULTS}/{{corpus}}/synth/jtes_v1.1/synth_summary.json"),
     params:
         synth=lambda wc: config["corpora"][wc.corpus]["synth"],
         out_dir=lambda wc: corpus_root(wc.corpus),

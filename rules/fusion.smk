@@ -14,8 +14,8 @@ rule fusion:
     input:
         fusion_inputs,
     output:
-        csv=report(f"{RESULTS}/fusion/{{name}}.csv", category="Fusion"),
-        json=f"{RESULTS}/fusion/{{name}}.json",
+        csv=update(report(f"{RESULTS}/fusion/{{name}}.csv", category="Fusion")),
+        json=update(f"{RESULTS}/fusion/{{name}}.json"),
     log:
         f"{RESULTS}/logs/fusion/{{name}}.log",
     benchmark:

@@ -48,7 +48,9 @@ rule confusion_by_corpus:
     input:
         metrics=lambda wc: [f"{d}/metrics.json" for _, _, d in experiment_runs(wc.paper, wc.variant)],
     output:
-        pdf=update(report(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.pdf", category="Confusion matrices")),
+        pdf=update(
+            report(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.pdf", category="Confusion matrices")
+        ),
         png=update(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.png"),
         tex=update(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.tex"),
         csv=update(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.csv"),
@@ -68,9 +70,9 @@ rule corpus_table:
     input:
         lambda wc: sorted(corpus_table_manifests(wc.table).values()),
     output:
-        tex=report(f"{RESULTS}/tables/{{table}}.tex", category="Tables"),
-        csv=f"{RESULTS}/tables/{{table}}.csv",
-        md=f"{RESULTS}/tables/{{table}}.md",
+        tex=update(report(f"{RESULTS}/tables/{{table}}.tex", category="Tables")),
+        csv=update(f"{RESULTS}/tables/{{table}}.csv"),
+        md=update(f"{RESULTS}/tables/{{table}}.md"),
     wildcard_constraints:
         table=CORPUS_TABLES,
     params:
@@ -82,3 +84,22 @@ rule corpus_table:
         "../envs/report.yaml"
     script:
         "../workflow/scripts/corpus_table.py"
+
+
+rule summary:
+    # What `make demo` prints at its end (summary.txt) and the report's page of every table and fusion result.
+    input:
+        tables=[f"{RESULTS}/tables/{t}.csv" for t in enabled_tables()],
+        fusion=[f"{RESULTS}/fusion/{n}.csv" for n in enabled_fusions()],
+    output:
+        txt=update(f"{RESULTS}/summary.txt"),
+        html=update(report(f"{RESULTS}/summary.html", category="Summary")),
+    params:
+        tables={t: summary_spec(t) for t in enabled_tables()},
+        fusion=enabled_fusions(),
+    log:
+        f"{RESULTS}/logs/summary/summary.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/summary.py"

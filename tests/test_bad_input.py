@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -119,15 +117,27 @@ def test_empty_transcript_is_a_warning_and_kept(corpus_copy, policy, caplog):
     assert any(utt in r.getMessage() and "empty or missing transcript" in r.getMessage() for r in caplog.records)
 
 
-def test_config_that_breaks_the_schema(tmp_path):
-    """`snakemake -n` on a config with a wrong type names the key and plans nothing."""
+@pytest.mark.parametrize("bad, key", [
+    ("corpora:\n  iemocap:\n    sample_rate: sixteen\n", "corpora.iemocap.sample_rate"),
+    # issue 13: a misspelt value, a misspelt train key, a misspelt model parameter
+    ("experiments:\n  zhang2022:\n    baseline_act:\n      train: {selection: val-uar}\n",
+     "experiments.zhang2022.baseline_act.train.selection"),
+    ("experiments:\n  zhang2022:\n    baseline_act:\n      train: {lrr: 1.0e-3}\n",
+     "experiments.zhang2022.baseline_act.train.lrr"),
+    ("experiments:\n  zhang2022:\n    baseline_act:\n      model_params: {d_lsmt: 32}\n",
+     "experiments.zhang2022.baseline_act.model_params.d_lsmt"),
+])
+def test_config_mistake_fails_the_dry_run_naming_the_key(tmp_path, bad, key):
+    """`snakemake -n` on a config with a bad key or value names the key and plans nothing."""
     from tests.workflow_utils import make_workdir, run_snakemake
 
     wd = make_workdir(tmp_path)
-    (wd / "bad.yaml").write_text("corpora:\n  iemocap:\n    sample_rate: sixteen\n")
+    (wd / "bad.yaml").write_text(bad)
     r = run_snakemake(wd, "-n", "--configfile", "config/demo.yaml", "bad.yaml", check=False)
+    out = r.stderr + r.stdout
     assert r.returncode != 0
-    assert "sample_rate" in r.stderr + r.stdout and "sixteen" in r.stderr + r.stdout
+    assert f"config: {key}: " in out, out
+    assert "Job stats" not in out and "rule " not in out   # no job planned
     assert not (wd / "results").exists()
 
 

@@ -7,7 +7,6 @@ from :func:`emorepro.encoders.demo.make_demo_checkpoint`.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import math
 

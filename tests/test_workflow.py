@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -50,15 +51,32 @@ def test_rerun_is_a_noop(demo_run):
     assert "Nothing to be done" in r.stdout + r.stderr
 
 
+# The run the determinism check trains again: a union run with the style head and a seeded half of the
+# training data, so every random draw of training is in it.  Its tables, figures and fusion are rebuilt too.
+FORCED_RUN = "results/runs/zhang2022/mtl_half/member_folds/fold2/seed1"
+
+
 @pytest.mark.slow
 def test_same_seed_gives_identical_predictions(demo_run):
     wd = demo_run
-    runs = sorted((wd / "results/runs").rglob("predictions.csv"))
-    before = {p: p.read_bytes() for p in runs}
-    table_before = (wd / "results/tables/zhang2022_table4.csv").read_bytes()
-    run_snakemake(wd, "--cores", "2", *CONFIG, "--forcerun", "train")
-    assert {p: p.read_bytes() for p in runs} == before
-    assert (wd / "results/tables/zhang2022_table4.csv").read_bytes() == table_before
+    same_bytes = [f"{FORCED_RUN}/predictions.csv", f"{FORCED_RUN}/metrics.json", "results/tables/zhang2022_table3.csv",
+                  "results/figures/confusion/zhang2022/mtl_half.csv"]
+    timed = {f"{FORCED_RUN}/train_log.csv": "seconds", "results/fusion/e2e_trials.csv": "seconds"}  # wall-clock columns
+
+    def state():
+        return ({p: (wd / p).read_bytes() for p in same_bytes},
+                {p: pd.read_csv(wd / p).drop(columns=col) for p, col in timed.items()})
+
+    (bytes_before, timed_before), mtime = state(), (wd / FORCED_RUN / "predictions.csv").stat().st_mtime_ns
+    r = run_snakemake(wd, "--cores", "2", *CONFIG, "--forcerun", f"{FORCED_RUN}/predictions.csv")
+    out = r.stdout + r.stderr
+    assert len(re.findall(r"^(?:local)?rule train:", out, re.M)) == 1, "exactly one run is trained again"
+    assert "rule score_zhang2022_mtl_half:" in out and "rule table:" in out and "rule fusion:" in out
+    assert (wd / FORCED_RUN / "predictions.csv").stat().st_mtime_ns > mtime   # it was written again
+    bytes_after, timed_after = state()
+    assert bytes_after == bytes_before
+    for p, df in timed_before.items():
+        pd.testing.assert_frame_equal(timed_after[p], df, check_exact=True)
 
 
 @pytest.mark.slow
@@ -104,6 +122,67 @@ def test_zhang_tables_3_to_5_from_the_two_demo_corpora(demo_run):
     assert n["mtl_half"]["train"] == round(n["mtl"]["train"] / 2) and n["mtl_half"]["test"] == n["mtl"]["test"]
 
 
+# The snapshot of the end-to-end run (in the manner of nf-core's nf-test snapshots): every output path and
+# the stable columns of every table and fusion result, so a missing or new output or a changed number shows
+# as a diff.  Update it after an intended change with
+#     python -m pytest -m slow tests/test_workflow.py -k snapshot --update-snapshots
+# and commit the file with the change (docs/usage.md, "Tests").
+SNAPSHOT = REPO / "tests" / "snapshots" / "e2e.yaml"
+SNAPSHOT_IGNORE = (   # fnmatch patterns (`*` crosses `/`): what is not worth a line each
+    "results/*/synth/IEMOCAP_full_release/Session*",   # the generated corpora's audio and transcripts,
+    "results/*/synth/generic_csv/wav/*",               # hashed by the ingest sidecar (which is listed)
+    "*/.lock",                                         # the feature cache's lock file: not an output
+)
+TABLE_COLUMNS = ("row", "column", "metric", "n_seeds", "n_runs", "paper", "ours_mean", "ours_std", "ci_low",
+                 "ci_high", "p_value")   # not: diffs derived from these, and the run paths (listed under files)
+FUSION_COLUMNS = ("method", "k", "uar", "war", "subset")   # not: seconds, search statistics
+
+
+def _cells(df, columns) -> list[str]:
+    def fmt(v):
+        return "-" if pd.isna(v) else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    return [" | ".join(fmt(v) for v in rec) for rec in df[list(columns)].itertuples(index=False)]
+
+
+def e2e_snapshot(wd) -> dict:
+    from fnmatch import fnmatch
+
+    files = sorted(str(p.relative_to(wd)) for p in (wd / "results").rglob("*") if p.is_file())
+    return {
+        "files": [f for f in files if not any(fnmatch(f, pat) for pat in SNAPSHOT_IGNORE)],
+        "table_columns": " | ".join(TABLE_COLUMNS),
+        "tables": {p.stem: _cells(pd.read_csv(p), TABLE_COLUMNS)
+                   for p in sorted((wd / "results/tables").glob("*.csv"))},
+        "fusion_columns": " | ".join(FUSION_COLUMNS),
+        "fusion": {p.stem: _cells(pd.read_csv(p), FUSION_COLUMNS)
+                   for p in sorted((wd / "results/fusion").glob("*.csv"))},
+    }
+
+
+def _snapshot_text(snap: dict) -> str:
+    import yaml
+
+    return ("# Snapshot of the end-to-end run of tests/test_workflow.py (tests/config/e2e.yaml): every output\n"
+            "# path but SNAPSHOT_IGNORE, and the stable columns of the tables and fusion results (4 significant\n"
+            "# digits; numbers are CPU results, identical for the same seeds).  Rewrite it with\n"
+            "#   python -m pytest -m slow tests/test_workflow.py -k snapshot --update-snapshots\n"
+            + yaml.safe_dump(snap, sort_keys=False, width=1000, allow_unicode=True))
+
+
+@pytest.mark.slow
+def test_outputs_and_numbers_match_the_snapshot(demo_run, request):
+    import difflib
+
+    text = _snapshot_text(e2e_snapshot(demo_run))
+    if request.config.getoption("--update-snapshots"):
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(text)
+    old = SNAPSHOT.read_text() if SNAPSHOT.exists() else ""
+    diff = "".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True), str(SNAPSHOT), "this run"))
+    assert not diff, f"the e2e run differs from its snapshot (intended? rerun with --update-snapshots):\n{diff}"
+
+
 def test_lint_is_clean(tmp_path):
     wd = make_workdir(tmp_path)
     r = run_snakemake(wd, "--lint", "--configfile", "config/demo.yaml", check=False)
@@ -139,46 +218,54 @@ def test_confusion_figures_and_snakemake_report(demo_run):
     n_test = sum(json.loads(p.read_text())["n"] for p in (wd / "results/runs/zhang2022/baseline_act").rglob("metrics.json"))
     assert cm[["neu", "hap", "ang", "sad"]].to_numpy().sum() == n_test
     assert not table["ci_low"][table["column"] == "UA"].isna().any()  # the config asks for bootstrap CIs
-    run_snakemake(wd, *CONFIG, "--report", "report.html")
+    run_snakemake(wd, *CONFIG, "--report", "report.html")   # as `make demo` does, into results/
     html = (wd / "report.html").read_text(errors="replace")
-    assert "zhang2022_table4" in html and "Confusion matrices" in html
+    assert "zhang2022_table4" in html and "Confusion matrices" in html and "summary.html" in html
+
+
+@pytest.mark.slow
+def test_summary_gives_each_tables_headline_cell_and_each_fusion_sets_best_subset(demo_run):
+    wd = demo_run
+    lines = (wd / "results/summary.txt").read_text().splitlines()
+    spon = "synthetic SPON"
+    t4 = pd.read_csv(wd / "results/tables/zhang2022_table4.csv").set_index(["row", "column"])
+    cell = t4.loc[(f"Selective MTL (ACT+{spon})", "UA")]   # config: tables.zhang2022_table4.headline
+    assert (f"  results/tables/zhang2022_table4.{{tex,csv,md}}  Selective MTL (ACT+{spon}) | UA: "
+            f"ours {cell['ours_mean']:.2f}, paper 59.47  (5 runs)") in lines
+    assert sum(line.startswith("  results/tables/") for line in lines) == 3
+    fusion = pd.read_csv(wd / "results/fusion/e2e_trials.csv")
+    best = fusion[fusion["method"] == "exact"].sort_values("uar").iloc[-1]
+    assert f"  results/fusion/e2e_trials.{{csv,json}}  k={best['k']} UAR {100 * best['uar']:.2f} ({best['subset']})" in lines
+    page = (wd / "results/summary.html").read_text()
+    assert page.count("<table") == 4 and f"Selective MTL (ACT+{spon})" in page
 
 
 @pytest.mark.slow
 def test_fusion_rule_runs_the_exact_search_on_a_configured_trial_set(demo_run):
-    """Two experiments x seeds on the same folds become trials; the rule writes every k and honest rows."""
+    """The e2e config's fusion set: the six ACT+SPON variants' runs (one seed each) are the trials."""
+    from sklearn.metrics import balanced_accuracy_score
+
     wd = demo_run
-    (wd / "fusion_e2e.yaml").write_text(
-        "experiments:\n  zhang2022:\n    baseline_act_seed2:\n"
-        "      {corpus: iemocap, protocol: loso5, inputs: {audio: fbank40}, model: zhang_bilstm_att, seeds: [2, 3],\n"
-        "       model_params: {d_lstm: 32, d_att: 64, n_heads: 4, d_fc1: 128, d_fc2: 64},\n"
-        "       train: {epochs: 4, lr: 1.0e-3, selection: last, data: {max_seconds: 3.0}}}\n"
-        "fusion:\n  e2e_trials:\n    paper: zhang2022\n"
-        "    experiments: [zhang2022/baseline_act, zhang2022/baseline_act_seed2]\n    ks: all\n")
-    run_snakemake(wd, "--cores", "2", "results/fusion/e2e_trials.csv", *CONFIG, "fusion_e2e.yaml")
     df = pd.read_csv(wd / "results/fusion/e2e_trials.csv")
     exact = df[df["method"] == "exact"].set_index("k")
-    assert list(exact.index) == [1, 2, 3]
+    assert list(exact.index) == [1, 2, 3, 4, 5, 6]
     assert {"greedy", "beam", "full", "crossfold"} <= set(df["method"])
-    # k = 1 is the best single trial: check it against that trial's own pooled test predictions.
-    best_single = 0.0
-    for trial in exact.loc[1, "subset"].split("+"):
-        variant, seed = trial.split("/")
+    # k = 1 is the best single trial: check it against every trial's own pooled test predictions.
+    single = {}
+    for variant in ("combined", "combined_half", "mtl", "mtl_half", "selective_mtl", "selective_mtl_half"):
         preds = pd.concat(pd.read_csv(p) for p in sorted(
-            (wd / f"results/runs/zhang2022/{variant}/loso5").glob(f"fold*/{seed}/predictions.csv")))
+            (wd / f"results/runs/zhang2022/{variant}/member_folds").glob("fold*/seed1/predictions.csv")))
         preds = preds[preds["split"] == "test"]
-        from sklearn.metrics import balanced_accuracy_score
-        best_single = balanced_accuracy_score(preds["label"], preds["pred"])
-    assert exact.loc[1, "uar"] == pytest.approx(best_single)
+        single[f"{variant}/seed1"] = balanced_accuracy_score(preds["label"], preds["pred"])
+    assert exact.loc[1, "uar"] == pytest.approx(single[exact.loc[1, "subset"]]) == pytest.approx(max(single.values()))
     assert (exact["gap_to_exact"] == 0).all()
     side = json.loads((wd / "results/fusion/e2e_trials.csv.prov.json").read_text())
-    assert side["rule"] == "fusion" and len(side["inputs"]["predictions"]) == 15
+    assert side["rule"] == "fusion" and len(side["inputs"]["predictions"]) == 30
 
 
 def test_dry_run_plans_one_extraction_per_corpus_and_encoder(tmp_path):
     """Every paper of the demo config (Zhang: 4 variants x 2 corpora; Ispas: 16 rows x 10 folds x seeds) shares
     the caches: the plan has exactly one extract_features job per (corpus, encoder), and train jobs ask for a GPU."""
-    import re
 
     wd = make_workdir(tmp_path)
     r = run_snakemake(wd, "-n", "--configfile", "config/demo.yaml")

@@ -5,7 +5,6 @@ class order from config.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np

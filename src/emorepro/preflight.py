@@ -5,7 +5,9 @@ mistake stops ``snakemake -n`` naming the key instead of building nothing, or bu
 wrong thing, after hours on a cluster:
 
 * ``papers`` naming no table or fusion (a typo would silently build nothing);
-* a corpus with both ``root`` and ``synth`` (the root would be silently ignored);
+* a corpus with both ``root`` and ``synth`` (the root would be silently ignored), or a corpus in
+  use whose ``root`` is still the shipped ``PLACEHOLDER/...`` (a corpus no enabled paper uses
+  may keep it: a user with IEMOCAP but no JTES builds the IEMOCAP papers);
 * ``classes`` with a duplicate (one output would silently never be predicted), a class that no
   corpus in use maps a label to (an output nothing trains), or a label a corpus maps outside
   ``classes``;
@@ -66,12 +68,27 @@ def check_config(config: Mapping[str, Any], workdir: str | os.PathLike | None = 
     dup = sorted({c for c in classes if classes.count(c) > 1})
     if dup:
         raise InputError(f"config: classes: {dup} listed twice; each class is one output of every model")
+    papers_enabled = set(config.get("papers") or [])
     used = _experiments(config)
     in_use: list[str] = []
     for p, v in used:
         c = config["experiments"][p][v].get("corpus")
         members = list((corpora.get(c) or {}).get("members") or {}) if (corpora.get(c) or {}).get("format") == "union" else [c]
         in_use += [m for m in members if m in corpora and m not in in_use]
+    needed = list(in_use)
+    for spec in (config.get("corpus_tables") or {}).values():
+        if spec.get("paper") in papers_enabled:
+            needed += [c.get("corpus") for c in spec.get("columns") or []]
+    for name in list(needed):   # an augmented corpus is made from its source
+        src = ((corpora.get(name) or {}).get("augment") or {}).get("source")
+        if src:
+            needed.append(src)
+    for name in dict.fromkeys(needed):
+        root = (corpora.get(name) or {}).get("root")
+        if isinstance(root, str) and root.startswith("PLACEHOLDER"):
+            raise InputError(f"config: corpora.{name}.root: still the placeholder {root!r}; point it at your copy of "
+                             f"the corpus (config/config.yaml says what it expects), or remove the papers that use "
+                             f"it from `papers`")
     targets: set[str] = set()
     for name in in_use:
         lm = corpora[name].get("label_map") or {}

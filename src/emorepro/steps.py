@@ -27,15 +27,29 @@ from .provenance import (
 log = logging.getLogger("emorepro")
 
 
-def log_to(path: str | None) -> None:
-    """Send this process's logging (and warnings, tqdm via stderr) to a Snakemake log file."""
+def log_to(path: str | None, inputs: Sequence = ()) -> None:
+    """Send this process's logging (and warnings, tqdm via stderr) to a Snakemake log file.
+
+    The log ends with the job's wall, CPU and start-up times (:mod:`emorepro.jobstats`; start-up ends
+    when the job first reads one of ``inputs``, the rule's inputs)."""
+    from .jobstats import install
+
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         sys.stderr = open(path, "a", buffering=1)
+    install(inputs)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)
     check_code_origin()   # a workflow job runs its own clone's code, or nothing
+
+
+def job_done() -> None:
+    """The last line of every workflow script: end the job's process without CPython's slow finalization
+    (:func:`emorepro.jobstats.exit_now`)."""
+    from .jobstats import exit_now
+
+    exit_now()
 
 
 def _policy(label_map: Mapping[str, str], drop_labels: Sequence[str]):
@@ -253,13 +267,14 @@ def repair_features(cache_dir: str, *, device: str | None = None) -> dict:
     return {"recomputed_shards": report["computed_shards"], "identical": same}
 
 
-def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, Any], out_dir: str, fold: int, seed: int,
-          classes: Sequence[str], model: str, model_params: Mapping, train_params: Mapping, run_id: Mapping,
-          parent_model: str | None = None) -> None:
+def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, Any], outputs: Mapping[str, str], fold: int,
+          seed: int, classes: Sequence[str], model: str, model_params: Mapping, train_params: Mapping,
+          run_id: Mapping, threads: int = 1, parent_model: str | None = None) -> None:
     """Train one fold and seed; ``caches`` maps a role (audio, text) to a cache's manifest.json
     (or to a list of them: a union corpus reads its members' caches).  Roles under
     ``train_params["finetune"]`` are read from their checkpoint directories instead; ``parent_model``
-    is the ``model.pt`` of the run ``train.init_from`` starts from.
+    is the ``model.pt`` of the run ``train.init_from`` starts from.  ``outputs``: the rule's declared
+    ``predictions``, ``log_csv``, ``model`` and ``provenance`` (the run directory's sidecar).
 
     Before training: the manifest, the fold file and every cache (shards included) are checked
     against their sidecars, and the fold file's soundness (no leak, every utterance tested once)
@@ -267,9 +282,14 @@ def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, Any], out_d
     import pandas as pd
 
     from .folds import check_folds
+    from .provenance import RUN_SIDECAR
     from .train import run_training
 
     started = now()
+    out = Path(outputs["provenance"]).parent
+    if Path(outputs["provenance"]).name != RUN_SIDECAR:
+        raise ValueError(f"outputs: provenance must be the run directory's sidecar {out / RUN_SIDECAR}")
+    files = {k: outputs[k] for k in ("predictions", "log_csv", "model")}
     caches = {role: (m if isinstance(m, (str, os.PathLike)) else [str(x) for x in m]) for role, m in caches.items()}
     check_against_sidecar(manifest_csv)
     check_against_sidecar(folds_csv)
@@ -283,9 +303,9 @@ def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, Any], out_d
                            caches={role: (str(Path(m).parent) if isinstance(m, (str, os.PathLike))
                                           else [str(Path(x).parent) for x in m]) for role, m in caches.items()},
                            fold=fold, seed=seed, classes=classes, model=model, model_params=dict(model_params),
-                           train=dict(train_params), out_dir=out_dir, parent_model=parent_model)
+                           train=dict(train_params), out_dir=str(out), threads=threads, outputs=files,
+                           parent_model=parent_model)
     summary["n_folds"] = int(folds["fold"].nunique())   # the table checks it averages every fold of the file
-    out = Path(out_dir)
     inputs: dict[str, Any] = {"manifest": manifest_csv, "folds": folds_csv,
                               **{f"feature_cache_{role}": m for role, m in caches.items()}}
     for role, opts in (train_params.get("finetune") or {}).items():
@@ -295,13 +315,13 @@ def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, Any], out_d
         parent = Path(parent_model)
         inputs["parent_model"] = [parent_model, *(str(parent.parent / e["dir"]) for e in
                                                   summary["init_from"]["parent_encoders"].values() if e["dir"])]
-    outputs = [out / "predictions.csv", out / "train_log.csv", out / "model.pt"]
-    outputs += [out / e["dir"] for e in summary["model"]["encoders"].values() if e["dir"]]
-    outputs += [p for p in (out / "embeddings.npz",) if p.is_file()]
+    written = [*files.values()]
+    written += [out / e["dir"] for e in summary["model"]["encoders"].values() if e["dir"]]
+    written += [p for p in (out / "embeddings.npz",) if p.is_file()]
     write_provenance(out, rule="train", seed=seed,
                      params={**dict(run_id), "fold": fold, "classes": list(classes), "model": model,
-                             "model_params": dict(model_params), "train": dict(train_params)},
-                     inputs=inputs, outputs=outputs, started=started, extra={"summary": summary})
+                             "model_params": dict(model_params), "train": dict(train_params), "threads": threads},
+                     inputs=inputs, outputs=written, started=started, extra={"summary": summary})
 
 
 def score(pred_csv: str, out_json: str, *, classes: Sequence[str], fold: int, seed: int,
@@ -317,6 +337,16 @@ def score(pred_csv: str, out_json: str, *, classes: Sequence[str], fold: int, se
     write_provenance(out_json, rule="score", seed=seed,
                      params={"classes": list(classes), "split": "test", "corpus": corpus},
                      inputs={"predictions": pred_csv}, outputs=[out_json], started=started)
+
+
+def score_runs(predictions: Sequence[str], metrics: Sequence[str], runs: Sequence[Mapping[str, int]], *,
+               classes: Sequence[str], corpus: str | None = None) -> None:
+    """Score every run of an experiment in one process: ``predictions[i]`` -> ``metrics[i]`` (run ``runs[i]``:
+    its fold and seed), each with its own provenance sidecar, as if :func:`score` had run once per run."""
+    if not len(predictions) == len(metrics) == len(runs):
+        raise ValueError(f"score_runs: {len(predictions)} predictions, {len(metrics)} metrics, {len(runs)} runs")
+    for pred_csv, out_json, run in zip(predictions, metrics, runs):
+        score(pred_csv, out_json, classes=classes, fold=int(run["fold"]), seed=int(run["seed"]), corpus=corpus)
 
 
 def table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[Mapping[str, Any]]], out_tex: str, out_csv: str,
@@ -345,6 +375,21 @@ def corpus_table(spec: Mapping[str, Any], manifests: Mapping[str, str], out_tex:
     write_provenance(out_tex, rule="corpus_table", params={"spec": dict(spec)},
                      inputs={f"manifest_{c}": p for c, p in manifests.items()}, outputs=[out_tex, out_csv, out_md],
                      started=started, extra={"cells": cells, "aggregation_rule": T.CORPUS_STATS_RULE})
+
+
+def summary(tables: Mapping[str, str], specs: Mapping[str, Mapping[str, Any]], fusion: Mapping[str, str],
+            out_txt: str, out_html: str) -> None:
+    """results/summary.{txt,html}: each table's headline cell, ours vs the paper's, and each fusion set's best subset.
+
+    ``tables``: name -> table CSV; ``specs``: name -> {title, headline}; ``fusion``: name -> fusion CSV."""
+    from .summary import write_summary
+
+    started = now()
+    lines = write_summary({t: {"csv": csv, **specs[t]} for t, csv in tables.items()}, fusion, out_txt, out_html)
+    log.info("summary:\n%s", "\n".join(lines))
+    write_provenance(out_txt, rule="summary", params={"tables": {t: dict(s) for t, s in specs.items()}},
+                     inputs={"tables": list(tables.values()), "fusion": list(fusion.values())},
+                     outputs=[out_txt, out_html], started=started)
 
 
 def confusion(metrics_files: Sequence[str], *, classes: Sequence[str], title: str, pdf: str, png: str, tex: str,

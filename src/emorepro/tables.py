@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .io import InputError, atomic_path, read_json, write_csv, write_text
+from .io import InputError, read_json, write_csv, write_text
 from .models.base import ORACLE_SELECTIONS
 from .provenance import (
     check_against_sidecar,  # moved to provenance.py; still importable from here

@@ -377,13 +377,17 @@ def _save_embeddings(path: Path, outs: dict[str, dict[str, np.ndarray]], splits:
 def run_training(*, manifest_csv: str, folds_csv: str, caches: dict[str, str], fold: int, seed: int,
                  classes: Sequence[str], model: str, model_params: dict, train: dict, out_dir: str,
                  device: str | None = None, parent_model: str | None = None,
-                 extra_inputs: dict[str, str] | None = None) -> dict:
+                 extra_inputs: dict[str, str] | None = None, threads: int = 1,
+                 outputs: dict[str, str] | None = None) -> dict:
     """Train and predict one fold; returns a summary dict (selected epoch/step, seconds, sizes).
 
     ``caches`` maps a role the recipe expects (``"audio"``, ``"text"``) to a cache directory, or to a
     list of directories (a union corpus reads its members' caches as one).  Roles listed in
     ``train.finetune`` are loaded as fine-tunable encoders instead.  ``parent_model``: the
-    ``model.pt`` of the run that ``train.init_from`` names (same fold and seed).
+    ``model.pt`` of the run that ``train.init_from`` names (same fold and seed).  ``outputs`` names the
+    files to write (``predictions``, ``log_csv``, ``model``: a rule's declared outputs); by default
+    they are ``predictions.csv``, ``train_log.csv`` and ``model.pt`` in ``out_dir``.  ``threads``:
+    torch's CPU threads (the job's share of the machine).
     """
     import pandas as pd
     import torch
@@ -393,10 +397,12 @@ def run_training(*, manifest_csv: str, folds_csv: str, caches: dict[str, str], f
     from .models import get_model
 
     cfg = TrainConfig(**train)
-    set_determinism(seed, cfg.threads)
+    set_determinism(seed, threads)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    paths = {"predictions": out / "predictions.csv", "log_csv": out / "train_log.csv", "model": out / "model.pt",
+             **(outputs or {})}
 
     manifest = pd.read_csv(manifest_csv, keep_default_na=False).set_index("utt_id", drop=False)
     folds = pd.read_csv(folds_csv)
@@ -470,11 +476,11 @@ def run_training(*, manifest_csv: str, folds_csv: str, caches: dict[str, str], f
             if np.ndim(v) == 1:
                 df[k] = v
         frames.append(df)
-    write_csv(out / "predictions.csv", pd.concat(frames, ignore_index=True), float_format="%.7g")
-    write_csv(out / "train_log.csv", pd.DataFrame(res.history), float_format="%.6g")
+    write_csv(paths["predictions"], pd.concat(frames, ignore_index=True), float_format="%.7g")
+    write_csv(paths["log_csv"], pd.DataFrame(res.history), float_format="%.6g")
     if emb_outs:
         _save_embeddings(out / "embeddings.npz", emb_outs, ctx.splits)
-    record = save_run_model(out / "model.pt", net, res.state, model=model, model_params=model_params, fold=fold,
+    record = save_run_model(paths["model"], net, res.state, model=model, model_params=model_params, fold=fold,
                             seed=seed, fit_result=res, encoders=encoders, keep=cfg.keep_model)
     n_params = int(sum(p.numel() for p in net.parameters()))
     frozen = set().union(*(e._always_frozen for e in encoders.values())) if encoders else set()

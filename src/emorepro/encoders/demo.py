@@ -19,7 +19,6 @@ sha256 of each tokenizer file and of the training texts.  Same arguments -> same
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile

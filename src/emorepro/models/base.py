@@ -86,7 +86,6 @@ class TrainConfig:
     keep_model: bool = False        # keep the selected weights (heads in model.pt, fine-tuned encoders as checkpoints)
     save_embeddings: list[str] = field(default_factory=list)   # splits whose out["embedding"] go to embeddings.npz
     finetune: dict[str, dict[str, Any]] | None = field(default_factory=dict)   # role -> fine-tunable encoder options
-    threads: int = 1
     data: dict[str, Any] = field(default_factory=dict)   # recipe-specific data options
     loss: dict[str, Any] = field(default_factory=dict)   # recipe-specific loss options
 
