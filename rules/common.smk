@@ -3,6 +3,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.utils import validate
 
@@ -322,3 +323,49 @@ NEURAL_BACKENDS = ("transformers", "fairseq2")
 
 def _neural(wc):
     return config["encoders"][wc.encoder]["backend"] in NEURAL_BACKENDS
+
+
+# --- several seeds per training job (experiments.<paper>.<variant>.seeds_per_job) ---
+
+
+def seed_chunks(paper, variant):
+    """The experiment's seeds in consecutive groups of `seeds_per_job` (default 1: one job per seed)."""
+    e = experiment(paper, variant)
+    n = e.get("seeds_per_job") or 1
+    return [e["seeds"][i : i + n] for i in range(0, len(e["seeds"]), n)]
+
+
+def packed_experiments():
+    """(paper, variant) of the experiments that train several seeds per job (seeds_per_job > 1)."""
+    return [(p, v) for p, v in all_experiments() if (experiment(p, v).get("seeds_per_job") or 1) > 1]
+
+
+def packed_run_files(paper, variant, seeds, name):
+    """The file `name` of each run of `seeds` (fold left as the {fold} wildcard)."""
+    e = experiment(paper, variant)
+    return [f"{RESULTS}/runs/{paper}/{variant}/{e['protocol']}/fold{{fold}}/seed{s}/{name}" for s in seeds]
+
+
+def packed_train_inputs(paper, variant, seeds):
+    """Input function of a packed training job: the one-seed job's inputs, the parents of every seed."""
+
+    def inputs(wc):
+        one = dict(train_inputs(SimpleNamespace(paper=paper, variant=variant, fold=wc.fold, seed=seeds[0])))
+        init = experiment(paper, variant)["train"].get("init_from")
+        if init:
+            p, _, v = init.partition("/")
+            one["parent_model"] = [f"{run_dir(p, v, wc.fold, s)}/model.pt" for s in seeds]
+        return one
+
+    return inputs
+
+
+def packed_train_params(paper, variant):
+    """params.train of a packed training job (train_params does not depend on the fold or the seed)."""
+    return train_params(SimpleNamespace(paper=paper, variant=variant))
+
+
+def packed_resource(paper, variant, key, default, n_seeds=1):
+    """A packed job's resource: the experiment's per-run value (runtime: times the seeds it trains)."""
+    v = _train_resource(key, default)(SimpleNamespace(paper=paper, variant=variant))
+    return v * n_seeds if key == "runtime" else v

@@ -324,6 +324,19 @@ def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, Any], outpu
                      inputs=inputs, outputs=written, started=started, extra={"summary": summary})
 
 
+def train_seeds(*, seeds: Sequence[int], outputs: Sequence[Mapping[str, str]], parent_models: Sequence[str] | None,
+                **kwargs) -> None:
+    """Several seeds of one fold in one process (``experiments.<p>.<v>.seeds_per_job``): :func:`train` once per
+    seed, ``outputs[i]`` and ``parent_models[i]`` (or None) for ``seeds[i]``.  Each run gets the same files and
+    sidecar as a job of its own (the seed resets every generator; a test compares the bytes)."""
+    if len(outputs) != len(seeds) or (parent_models is not None and len(parent_models) != len(seeds)):
+        raise ValueError(f"train_seeds: {len(seeds)} seeds, {len(outputs)} output sets, "
+                         f"{None if parent_models is None else len(parent_models)} parent models")
+    for i, seed in enumerate(seeds):
+        log.info("seed %d (%d of %d)", seed, i + 1, len(seeds))
+        train(seed=int(seed), outputs=outputs[i], parent_model=parent_models[i] if parent_models else None, **kwargs)
+
+
 def score(pred_csv: str, out_json: str, *, classes: Sequence[str], fold: int, seed: int,
           corpus: str | None = None) -> None:
     """Test-split metrics; per corpus (``by_corpus``) from the predictions' ``corpus`` column, else ``corpus``."""

@@ -57,6 +57,8 @@ MODELS: dict[str, ModelEntry] = {
     "zhang_bilstm_att_mtl": ModelEntry("zhang_mtl", "ZhangBiLSTM", "ZhangConfig", "ZhangStyleRecipe", ("audio",),
                                        data="ZhangStyleData", loss="StyleLoss"),
     "ispas_mm": ModelEntry("ispas_mm", "IspasMM", "IspasConfig", "IspasRecipe", ("audio", "text"), data="IspasData"),
+    # Lee et al. (2023): FE (fine-tuned HuBERT, or a head on cached frames) + EC + DC behind a gradient scale.
+    "lee_dann": ModelEntry("lee_dann", "LeeDANN", "LeeConfig", "LeeRecipe", ("audio",), data="LeeData", loss="LeeLoss"),
 }
 
 
