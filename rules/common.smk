@@ -164,10 +164,17 @@ def train_inputs(wc):
 
 
 def table_spec(table):
-    """The table's config with {corpora.<key>.name} filled in (row names, title, notes)."""
-    from emorepro.tables import fill_corpus_names
+    """The table's config with {corpora.<key>.name} filled in (row names, title, notes), and a note per JTES
+    corpus its runs use saying which speakers form its sessions (the paper does not say)."""
+    from emorepro.tables import fill_corpus_names, session_notes
 
-    return fill_corpus_names({"name": table, **config["tables"][table]}, config["corpora"])
+    spec = fill_corpus_names({"name": table, **config["tables"][table]}, config["corpora"])
+    t = config["tables"][table]
+    xs = [x for r in t["rows"] for x in row_experiments(r)]
+    xs += [x for f in table_fusion(table) for x in config["fusion"][f]["experiments"]]
+    used = [experiment(*x.split("/", 1))["corpus"] for x in dict.fromkeys(xs)]
+    spec["notes"] = [*spec["notes"], *session_notes(used, config["corpora"])]
+    return spec
 
 
 def summary_spec(table):
@@ -195,11 +202,37 @@ def table_runs(table):
 
 
 def table_inputs(wildcards):
-    """The metrics of every run; their predictions too when the table computes bootstrap statistics."""
+    """The metrics of every run; their predictions too when the table computes bootstrap statistics; the
+    outputs of the fusion sets its rows name (fusion cells)."""
     metrics = {r["metrics"] for rows in table_runs(wildcards.table).values() for r in rows}
     if config["tables"][wildcards.table].get("stats"):
         metrics |= {m.replace("metrics.json", "predictions.csv") for m in metrics}
+    for f in table_fusion(wildcards.table).values():
+        metrics |= {p for k, p in f.items() if k in ("csv", "json", "intermediate_csv", "intermediate_json") and p}
     return sorted(metrics)
+
+
+def fusion_outputs(name):
+    """A fusion set's output files and its experiments' selections (for the table's fusion cells)."""
+    f = config["fusion"][name]
+    inter = f.get("intermediate") is not None
+    return {
+        "name": name,
+        "csv": f"{RESULTS}/fusion/{name}.csv",
+        "json": f"{RESULTS}/fusion/{name}.json",
+        "intermediate_csv": f"{RESULTS}/fusion_intermediate/{name}.csv" if inter else "",
+        "intermediate_json": f"{RESULTS}/fusion_intermediate/{name}.json" if inter else "",
+        "selections": sorted(
+            {experiment(*x.split("/", 1))["train"].get("selection") or "" for x in f["experiments"]}
+        ),
+    }
+
+
+def table_fusion(table):
+    """Fusion set -> its outputs, for every set a row or a column of the table names (fusion.set)."""
+    t = config["tables"][table]
+    sets = [(x.get("fusion") or {}).get("set") for x in [*t["rows"], *t["columns"]]]
+    return {s: fusion_outputs(s) for s in dict.fromkeys(x for x in sets if x)}
 
 
 def enabled_tables():
@@ -207,9 +240,11 @@ def enabled_tables():
 
 
 def table_experiments():
-    """(paper, variant) of every experiment that an enabled table shows."""
+    """(paper, variant) of every experiment that an enabled table shows (with its confusion figures)."""
     seen = []
     for t in enabled_tables():
+        if not config["tables"][t].get("confusion_figures", True):
+            continue
         for row in config["tables"][t]["rows"]:
             for x in row_experiments(row):
                 pv = tuple(x.split("/", 1))
@@ -273,6 +308,12 @@ def get_final_output():
         for m in config["corpora"][experiment(p, v)["corpus"]]["members"]
     ]
     fusion = [f"{RESULTS}/fusion/{n}.csv" for n in enabled_fusions()]
+    fusion += [
+        f"{RESULTS}/fusion_intermediate/{n}.csv"
+        for n in enabled_fusions()
+        if config["fusion"][n].get("intermediate") is not None
+    ]
+    figures += [f"{RESULTS}/figures/fusion/{f}.pdf" for f in enabled_fusion_figures()]
     return tables + figures + fusion + [f"{RESULTS}/summary.txt"]
 
 
@@ -369,3 +410,24 @@ def packed_resource(paper, variant, key, default, n_seeds=1):
     """A packed job's resource: the experiment's per-run value (runtime: times the seeds it trains)."""
     v = _train_resource(key, default)(SimpleNamespace(paper=paper, variant=variant))
     return v * n_seeds if key == "runtime" else v
+
+
+# --- Lee et al.: intermediate concatenation and confusion figures of fusion outputs ---
+
+INTERMEDIATE_SETS = _names_regex(n for n, f in config["fusion"].items() if f.get("intermediate") is not None)
+
+
+def intermediate_inputs(wildcards):
+    """The trials' predictions (their runs' embeddings.npz lie beside them) and the corpus manifest."""
+    f = config["fusion"][wildcards.name]
+    corpus = experiment(*f["experiments"][0].split("/", 1))["corpus"]
+    return {"manifest": f"{RESULTS}/{corpus}/manifest.csv", "predictions": fusion_inputs(wildcards)}
+
+
+def enabled_fusion_figures():
+    return [n for n, f in config.get("fusion_figures", {}).items() if f["paper"] in config["papers"]]
+
+
+for _f, _spec in config.get("fusion_figures", {}).items():
+    if _spec["fusion"] not in config["fusion"]:
+        raise ValueError(f"config: fusion_figures.{_f}.fusion: {_spec['fusion']!r} is not a fusion set")

@@ -40,3 +40,59 @@ rule fusion:
         max_hours=lambda wc: config["fusion"][wc.name]["max_hours"],
     script:
         "../workflow/scripts/fusion.py"
+
+
+rule intermediate_fusion:
+    # Lee et al. Table 5: a classifier per fold on the concatenated pooled FE outputs of every trial of the set
+    # (emorepro.fusion.intermediate), trained on training utterances only.
+    input:
+        unpack(intermediate_inputs),
+    output:
+        csv=update(f"{RESULTS}/fusion_intermediate/{{name}}.csv"),
+        json=update(f"{RESULTS}/fusion_intermediate/{{name}}.json"),
+    wildcard_constraints:
+        name=INTERMEDIATE_SETS,
+    log:
+        f"{RESULTS}/logs/fusion_intermediate/{{name}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fusion_intermediate/{{name}}.tsv"
+    conda:
+        "../envs/report.yaml"
+    threads: FUSION_THREADS
+    # 70 trials x 1,024-d x ~20k training utterances (IEMOCAP + JTES) = 5.7 GB of float32 features per fold,
+    # and as much again standardised: 32 GB.
+    resources:
+        mem_mb=32000,
+        runtime=240,
+    params:
+        trials=lambda wc: fusion_trials(wc.name),
+        classes=config["classes"],
+        corpus=lambda wc: config["fusion"][wc.name]["corpus"],
+        options=lambda wc: config["fusion"][wc.name]["intermediate"],
+    script:
+        "../workflow/scripts/intermediate_fusion.py"
+
+
+rule fusion_confusion:
+    # Lee et al. Fig. 4: the confusion matrix of one fusion output row (config fusion_figures), in the paper's order.
+    input:
+        csv=lambda wc: f"{RESULTS}/fusion/{config['fusion_figures'][wc.figure]['fusion']}.csv",
+        json=lambda wc: f"{RESULTS}/fusion/{config['fusion_figures'][wc.figure]['fusion']}.json",
+    output:
+        pdf=update(report(f"{RESULTS}/figures/fusion/{{figure}}.pdf", category="Confusion matrices")),
+        png=update(f"{RESULTS}/figures/fusion/{{figure}}.png"),
+        tex=update(f"{RESULTS}/figures/fusion/{{figure}}.tex"),
+        csv=update(f"{RESULTS}/figures/fusion/{{figure}}.csv"),
+    log:
+        f"{RESULTS}/logs/fusion_confusion/{{figure}}.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        classes=config["classes"],
+        order=lambda wc: config["fusion_figures"][wc.figure]["classes"],
+        method=lambda wc: config["fusion_figures"][wc.figure]["method"],
+        k=lambda wc: config["fusion_figures"][wc.figure]["k"],
+        title=lambda wc: config["fusion_figures"][wc.figure]["title"],
+        reported=lambda wc: config["fusion_figures"][wc.figure]["reported"],
+    script:
+        "../workflow/scripts/fusion_confusion.py"

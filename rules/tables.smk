@@ -15,6 +15,7 @@ rule table:
     params:
         spec=lambda wc: {"classes": config["classes"], **table_spec(wc.table)},
         runs=lambda wc: table_runs(wc.table),
+        fusion=lambda wc: table_fusion(wc.table),
     log:
         f"{RESULTS}/logs/table/{{table}}.log",
     conda:

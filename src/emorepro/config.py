@@ -38,7 +38,7 @@ def is_union(config: Config, corpus: str) -> bool:
 
 def row_experiments(row: Mapping[str, Any]) -> list[str]:
     """A table row's experiments: one "<paper>/<variant>", or a list averaged per fold and seed."""
-    x = row["experiment"]
+    x = row.get("experiment") or []   # a row of fusion cells only, or a cited row, has none
     return [x] if isinstance(x, str) else list(x)
 
 
@@ -219,6 +219,16 @@ def check_tables(config: Config) -> Problems:
             for x in row_experiments(row):
                 if _experiment(config, x) is None:
                     yield f"{key}.experiment", f"{x!r} is not an experiment"
+            fset = (row.get("fusion") or {}).get("set")
+            if fset is not None and fset not in (config.get("fusion") or {}):
+                yield f"{key}.fusion.set", f"{fset!r} is not a fusion set"
+            if not (row_experiments(row) or row.get("fusion") or row.get("cited")
+                    or any(c.get("fusion") for c in spec.get("columns", []))):
+                yield key, "needs an experiment, a fusion set (fusion.set) or `cited`"
+        for c in spec.get("columns", []):
+            fset = (c.get("fusion") or {}).get("set")
+            if fset is not None and fset not in (config.get("fusion") or {}):
+                yield f"tables.{t}.columns[{c['name']!r}].fusion.set", f"{fset!r} is not a fusion set"
             for c in sorted(set(row.get("columns") or []) - columns):
                 yield f"{key}.columns", f"{c!r} is not a column of the table ({', '.join(sorted(columns))})"
             if row.get("compare_to") and row["compare_to"] not in rows:

@@ -35,6 +35,16 @@ def summed_confusion(metrics_files: Sequence[str], classes: Sequence[str], corpu
     return total
 
 
+def reorder(counts: np.ndarray, classes: Sequence[str], order: Sequence[str]) -> np.ndarray:
+    """A confusion matrix in ``classes`` order (rows truth, columns predicted) re-ordered to ``order``
+    (e.g. a paper's class order for its figure: Lee et al. Fig. 4 reads angry, happy, neutral, sad)."""
+    missing = [c for c in order if c not in classes]
+    if missing or len(set(order)) != len(classes):
+        raise InputError(f"config: class order {list(order)} must list each of {list(classes)} once")
+    idx = [list(classes).index(c) for c in order]
+    return np.asarray(counts)[np.ix_(idx, idx)]
+
+
 def row_percent(counts: np.ndarray) -> np.ndarray:
     rows = counts.sum(1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -42,13 +52,22 @@ def row_percent(counts: np.ndarray) -> np.ndarray:
 
 
 def write_confusion(counts: np.ndarray, classes: Sequence[str], title: str, out_pdf: str, out_png: str,
-                    out_tex: str, out_csv: str) -> None:
+                    out_tex: str, out_csv: str, reported: dict[str, Sequence[float]] | None = None) -> None:
+    """Figure, CSV and LaTeX twin of a confusion matrix (rows truth, columns predicted, in ``classes`` order).
+
+    ``reported``: the paper's row percentages per truth class (same column order), written to the CSV
+    beside ours (``paper_<c>_percent``, ``diff_<c>``) and to the LaTeX as a comment."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd
 
+    if reported:   # checked before anything is written
+        bad = [c for c in classes if c not in reported or len(reported[c]) != len(classes)]
+        if bad:
+            raise InputError(f"config: the reported confusion needs a row of {len(classes)} percentages for {bad}")
+        paper = np.array([[float(x) for x in reported[c]] for c in classes])
     names = [CLASS_NAMES.get(c, c) for c in classes]
     pct = row_percent(counts)
     fig, ax = plt.subplots(figsize=(1.2 * len(classes) + 1.5, 1.1 * len(classes) + 1.2))
@@ -71,8 +90,16 @@ def write_confusion(counts: np.ndarray, classes: Sequence[str], title: str, out_
     plt.close(fig)
     df = pd.DataFrame(counts, index=pd.Index(classes, name="truth"), columns=classes)
     pct_df = pd.DataFrame(pct, index=classes, columns=[f"{c}_percent" for c in classes])
-    write_csv(out_csv, pd.concat([df, pct_df], axis=1).reset_index(), float_format="%.4g")
+    parts = [df, pct_df]
+    paper_line = ""
+    if reported:
+        parts += [pd.DataFrame(paper, index=classes, columns=[f"paper_{c}_percent" for c in classes]),
+                  pd.DataFrame(pct - paper, index=classes, columns=[f"diff_{c}" for c in classes])]
+        paper_line = "% paper (row %): " + "; ".join(f"{c}: {' '.join(f'{x:.2f}' for x in reported[c])}"
+                                                    for c in classes) + "\n"
+    write_csv(out_csv, pd.concat(parts, axis=1).reset_index(), float_format="%.4g")
     cells = pd.DataFrame([[f"{pct[i, j]:.1f} ({counts[i, j]})" for j in range(len(classes))]
                           for i in range(len(classes))], index=names, columns=names)
     tex = cells.style.to_latex(hrules=True, column_format="l" + "r" * len(classes))
-    write_text(out_tex, "% " + title + ": row-normalised % (counts); rows = ground truth, columns = predicted\n" + tex)
+    write_text(out_tex, "% " + title + ": row-normalised % (counts); rows = ground truth, columns = predicted\n"
+               + paper_line + tex)

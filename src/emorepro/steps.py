@@ -363,17 +363,26 @@ def score_runs(predictions: Sequence[str], metrics: Sequence[str], runs: Sequenc
 
 
 def table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[Mapping[str, Any]]], out_tex: str, out_csv: str,
-          out_md: str) -> None:
+          out_md: str, fusion: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    """A paper table from its runs' metrics and, for fusion cells, ``fusion``: set name -> its outputs
+    (:class:`emorepro.tables.FusionRef` fields)."""
     from . import tables as T
 
     started = now()
     refs = {row: [T.RunRef(r["metrics"], int(r["fold"]), int(r["seed"]), r.get("experiment", ""),
                            r.get("selection") or "") for r in rs]
             for row, rs in runs.items()}
-    df = T.build_table(spec, refs)
+    frefs = {name: T.FusionRef(**{**f, "selections": tuple(f.get("selections") or ())})
+             for name, f in (fusion or {}).items()}
+    df = T.build_table(spec, refs, fusion=frefs)
     cells = T.render(spec, df, out_tex, out_csv, out_md)
     metrics = sorted({r.metrics for rs in refs.values() for r in rs})
-    write_provenance(out_tex, rule="table", params={"spec": dict(spec)}, inputs={"metrics": metrics},
+    inputs: dict[str, Any] = {"metrics": metrics}
+    if frefs:
+        inputs["fusion"] = sorted({p for f in frefs.values()
+                                   for p in (f.csv, f.json, f.intermediate_csv, f.intermediate_json)
+                                   if p and os.path.exists(p)})
+    write_provenance(out_tex, rule="table", params={"spec": dict(spec)}, inputs=inputs,
                      outputs=[out_tex, out_csv, out_md], started=started,
                      extra={"cells": cells, "aggregation_rule": T.caption_rule(spec)})
 
@@ -467,6 +476,57 @@ def fusion(trials: Mapping[str, Sequence[str]], *, ks, honest_ks, out_csv: str, 
                      "heuristics": list(heuristics), "max_hours": max_hours}, inputs={"predictions": preds},
                      outputs=[out_csv, out_json], started=started)
 
+
+
+def intermediate_fusion(trials: Mapping[str, Sequence[str]], *, manifest_csv: str, classes: Sequence[str], out_csv: str,
+                        out_json: str, name: str = "", corpus: str | None = None,
+                        options: Mapping[str, Any] | None = None) -> None:
+    """Intermediate concatenation of a trial set (Lee et al. Table 5): a classifier per fold on the trials'
+    concatenated pooled FE outputs (their runs' embeddings.npz), trained on training utterances only."""
+    from .fusion.intermediate import IntermediateOptions, run_intermediate
+
+    started = now()
+    check_against_sidecar(manifest_csv)
+    preds = [f"{d}/predictions.csv" for runs in trials.values() for d in runs]
+    embs = [f"{d}/embeddings.npz" for runs in trials.values() for d in runs]
+    try:
+        opts = IntermediateOptions(**dict(options or {}))
+        doc = run_intermediate({k: list(v) for k, v in trials.items()}, manifest_csv, classes, out_csv, out_json,
+                               corpus=corpus, options=opts)
+    except InputError as e:
+        raise InputError(f"fusion.{name}.intermediate: {e}") from None
+    r = doc["rows"][0]
+    log.info("intermediate concatenation of %d trials: UAR %.4f WAR %.4f", r["k"], r["uar"], r["war"])
+    write_provenance(out_csv, rule="intermediate_fusion",
+                     params={"trials": {k: list(v) for k, v in trials.items()}, "corpus": corpus,
+                             "options": doc["options"], "classes": list(classes)},
+                     inputs={"manifest": manifest_csv, "embeddings": embs, "predictions": [p for p in preds
+                                                                                           if os.path.exists(p)]},
+                     outputs=[out_csv, out_json], started=started)
+
+
+def fusion_confusion(fusion_csv: str, fusion_json: str, *, classes: Sequence[str], order: Sequence[str] | None,
+                     method: str, k: int | None, title: str, pdf: str, png: str, tex: str, csv: str,
+                     reported: Mapping[str, Sequence[float]] | None = None) -> None:
+    """The confusion matrix of one fusion output row (Lee et al. Fig. 4: the best subset of the 30 trials),
+    in ``order`` (the paper's class order; default ``classes``, the logits' order)."""
+    import numpy as np
+
+    from .figures import reorder, write_confusion
+    from .tables import FusionRef, load_fusion_output, select_fusion_row
+
+    started = now()
+    doc = load_fusion_output(FusionRef("figure", fusion_csv, fusion_json))   # checked against its sidecar
+    row = select_fusion_row(doc, method, k, fusion_json)
+    counts = np.asarray(row["confusion"], dtype=np.int64)
+    names = list(order or classes)
+    counts = reorder(counts, classes, names)
+    full_title = f"{title} ({method}, k={row['k']}: UAR {100 * row['uar']:.2f}, WAR {100 * row['war']:.2f})"
+    write_confusion(counts, names, full_title, pdf, png, tex, csv, reported=reported)
+    write_provenance(pdf, rule="fusion_confusion", params={"classes": list(classes), "order": names, "method": method,
+                     "k": k, "selected": {"k": row["k"], "subset": row["subset"], "uar": row["uar"], "war": row["war"]},
+                     "title": full_title, "reported": dict(reported or {})},
+                     inputs={"fusion": [fusion_csv, fusion_json]}, outputs=[pdf, png, tex, csv], started=started)
 
 
 def back_translate(manifest_csv: str, out_csv: str, *, corpus: str, source: str, seed: int,

@@ -16,6 +16,22 @@ Aggregation rules (``aggregate``):
 A row may list several experiments (Zhang et al.'s Table 3 "Baseline, ACT+SPON (separate)"
 averages a model trained on each corpus): their values are averaged per fold and seed
 before the rule above, and each experiment must have run every (fold, seed) of the others.
+
+``pooled_seed_stats`` (Lee et al. Tables 2-4)
+    For each seed (a *trial*), pool the test predictions of all its folds (the runs' confusion
+    matrices summed, within the row's ``metric_scope`` corpus) and compute the metric on the
+    pool; the column's ``stat`` then summarises the seeds: ``mean``, ``std`` (ddof=1), ``max``,
+    ``min`` or ``mean_std`` (mean +/- std, the default).
+
+Cells from the late-fusion outputs (Lee et al. Tables 2-6): a column with ``fusion`` (e.g.
+``{method: exact}``) reads, for each row, the fusion set the row names (``row.fusion.set``):
+the row of ``results/fusion/<set>.json`` with that method and ``k`` (``exact`` without ``k``:
+the best UAR over every size, the papers' "Max nCk"; ``intermediate``: the intermediate
+concatenation's output ``<set>.intermediate.json``).  Row and column ``fusion`` keys merge
+(the row's win).  Metrics of a fusion row: ``uar``, ``war``, ``recall.<class>`` (from its
+confusion matrix), ``k``, ``n_trials`` and ``count.<variant>`` (how many of the subset's trials
+come from that experiment).  A row with ``cited`` shows the paper's values only (prior work the
+paper quotes; not reproduced).
 """
 from __future__ import annotations
 
@@ -41,7 +57,18 @@ ORACLE_NOTE = (f"{ORACLE_MARK} Test-set oracle: each run of this row kept the ch
 
 AGGREGATIONS = {
     "fold_mean_seed_mean_std": "mean over folds per seed, then mean +/- sample std (ddof=1) over seeds",
+    "pooled_seed_stats": ("per seed (trial), the metric on its test predictions pooled over all folds; then the "
+                          "column's statistic over seeds (std: ddof=1)"),
 }
+#: a column's summary of the per-seed values (``pooled_seed_stats``)
+SEED_STATS = ("mean_std", "mean", "std", "max", "min")
+#: methods of a fusion output row a cell may read (emorepro.fusion.api.run_fusion; intermediate: its own rule)
+FUSION_METHODS = ("exact", "full", "greedy", "beam", "crossfold", "validation", "intermediate")
+FUSION_NOTE = ("Late-fusion cells (sum of logits over a subset of trials, test predictions pooled over the folds): "
+               "'exact' without k is the best UAR over every subset of every size, chosen on the test labels "
+               "themselves (the paper's Max nCk: an optimistic estimate); 'crossfold' chooses each fold's subset on "
+               "the other folds (honest); 'full' fuses every trial.")
+CITED_NOTE = "Cited rows: prior work as the paper quotes it, not reproduced here (ours: --)."
 
 
 @dataclass(frozen=True)
@@ -53,6 +80,18 @@ class RunRef:
     seed: int
     experiment: str = ""    # which of the row's experiments (a row may average several)
     selection: str = ""     # the run's train.selection: a test-set oracle marks the row's cells
+
+
+@dataclass(frozen=True)
+class FusionRef:
+    """A fusion set's outputs feeding fusion cells: results/fusion/<set>.{csv,json} (+ .intermediate.*)."""
+
+    name: str
+    csv: str
+    json: str
+    intermediate_csv: str = ""
+    intermediate_json: str = ""
+    selections: tuple[str, ...] = ()   # train.selection of the set's experiments (a test oracle marks the row)
 
 
 def metric_value(metrics: Mapping[str, Any], path: str, where: str) -> float:
@@ -99,11 +138,13 @@ def _fmt(mean: float, std: float, digits: int, latex: bool) -> str:
     return s
 
 
-def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *, verify_hashes: bool = True):
+def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *, verify_hashes: bool = True,
+                fusion: Mapping[str, FusionRef] | None = None):
     """Aggregate runs into a tidy frame: one row per (table row, column).
 
-    Raises :class:`InputError` naming the missing run, the tampered metrics file, or the
-    reported key that matches no row/column.
+    ``fusion``: set name -> its outputs, for the cells of ``fusion`` columns.  Raises
+    :class:`InputError` naming the missing run, the tampered metrics file, or the reported key
+    that matches no row/column.
     """
     import pandas as pd
 
@@ -132,7 +173,9 @@ def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *
         if r.get("compare_to") and r["compare_to"] not in row_names:
             raise InputError(f"config: tables.{spec['name']}.rows[{r['name']!r}].compare_to: {r['compare_to']!r} "
                              f"is not a row; rows are {row_names}")
+    _check_lee_spec(spec, agg, fusion or {})
     boot_rows = _load_bootstrap_rows(spec, runs) if stat_cols else {}
+    fusion_docs: dict[tuple[str, bool], dict] = {}
     tidy = []
     for r in spec["rows"]:
         refs = runs.get(r["name"], [])
@@ -148,6 +191,13 @@ def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *
         _check_every_fold(spec["name"], r["name"], refs)
         oracle = any(ref.selection in ORACLE_SELECTIONS for ref in refs)
         for c in columns:
+            if c.get("fusion") is not None:   # a late-fusion output, not the row's runs
+                tidy.append(_fusion_cell(spec, r, c, fusion or {}, fusion_docs, verify_hashes))
+                continue
+            if agg == "pooled_seed_stats":
+                tidy.append(_pooled_cell(spec, r, c, loaded if c["name"] in (r.get("columns") or col_names) else [],
+                                         oracle))
+                continue
             values: dict[int, dict[int, float]] = defaultdict(dict)
             cells = []
             shown = c["name"] in (r.get("columns") or col_names)   # a row may fill only some columns (others: --)
@@ -171,6 +221,217 @@ def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *
     df["row"] = pd.Categorical(df["row"], row_names, ordered=True)
     df["column"] = pd.Categorical(df["column"], col_names, ordered=True)
     return df.sort_values(["row", "column"]).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- pooled statistics, fusion cells
+
+
+def _cell(row, column, metric, mean, std, n_seeds, n_runs, oracle, cells, **extra) -> dict:
+    """One tidy row (a table cell), the reported value beside ours."""
+    p_mean, p_std = _reported((row.get("reported") or {}).get(column["name"]))
+    diff = mean - p_mean
+    outside = bool(not math.isnan(p_std) and not math.isnan(diff) and abs(diff) > p_std)
+    return {"row": row["name"], "column": column["name"], "metric": metric, "ours_mean": mean, "ours_std": std,
+            "n_seeds": n_seeds, "n_runs": n_runs, "paper": p_mean, "paper_std": p_std, "diff": diff,
+            "outside_paper_band": outside, "ci_low": math.nan, "ci_high": math.nan, "compare_to": "",
+            "diff_vs_compare": math.nan, "p_value": math.nan, "oracle": oracle,
+            "runs": ";".join(dict.fromkeys(str(Path(x["metrics"]).parent) for x in cells)), "_cells": cells, **extra}
+
+
+def pooled_metric(confusion, classes: Sequence[str], metric: str) -> float:
+    """``uar`` (mean recall over the classes present), ``war`` (accuracy) or ``recall.<class>`` of a confusion
+    matrix (rows = truth, in ``classes`` order): the same numbers as :mod:`emorepro.metrics` on the predictions."""
+    import numpy as np
+
+    cm = np.asarray(confusion, dtype=np.float64)
+    support = cm.sum(1)
+    if metric == "war":
+        return float(np.trace(cm) / cm.sum()) if cm.sum() else math.nan
+    if metric == "uar":
+        present = support > 0
+        return float(np.mean(np.diag(cm)[present] / support[present])) if present.any() else math.nan
+    if metric.startswith("recall."):
+        c = metric.split(".", 1)[1]
+        if c not in classes:
+            raise InputError(f"metric {metric!r}: {c!r} is not a class ({list(classes)})")
+        i = list(classes).index(c)
+        return float(cm[i, i] / support[i]) if support[i] else math.nan
+    raise InputError(f"metric {metric!r} cannot be computed from pooled predictions (uar, war, recall.<class>)")
+
+
+def seed_stat(values: Sequence[float], stat: str) -> tuple[float, float]:
+    """(value, std-or-nan) of per-seed values: mean_std, mean, std (ddof=1), max, min."""
+    import numpy as np
+
+    if not len(values):
+        return math.nan, math.nan
+    v = np.asarray(values, dtype=np.float64)
+    sd = float(np.std(v, ddof=1)) if len(v) > 1 else math.nan
+    return {"mean_std": (float(v.mean()), sd), "mean": (float(v.mean()), math.nan), "std": (sd, math.nan),
+            "max": (float(v.max()), math.nan), "min": (float(v.min()), math.nan)}[stat]
+
+
+def _pooled_cell(spec, row, column, loaded, oracle) -> dict:
+    """``pooled_seed_stats``: per seed, the runs' confusion matrices (one per fold) summed, the metric on the sum."""
+    import numpy as np
+
+    scope = row.get("metric_scope") or ""
+    if scope and not scope.startswith("by_corpus."):
+        raise InputError(f"config: tables.{spec['name']}.rows[{row['name']!r}].metric_scope {scope!r}: pooled "
+                         "predictions are per corpus (by_corpus.<member>) or all (null)")
+    scale = float(_col(column, "scale", spec.get("scale", 1.0)))
+    pooled: dict[int, Any] = {}
+    order: list[str] | None = None
+    cells = []
+    for ref, m in loaded:
+        block = m
+        for part in scope.split(".") if scope else []:
+            if not isinstance(block, Mapping) or part not in block:
+                raise InputError(f"{ref.metrics}: no {scope!r} (the row's metric_scope)")
+            block = block[part]
+        if "confusion" not in block:
+            raise InputError(f"{ref.metrics}: no confusion matrix under {scope or 'the top level'!r}")
+        classes = list(m["classes"])
+        if order is None:
+            order = classes
+        elif classes != order:
+            raise InputError(f"{ref.metrics}: classes {classes} differ from the row's other runs ({order})")
+        cm = np.asarray(block["confusion"], dtype=np.int64)
+        pooled[ref.seed] = pooled.get(ref.seed, 0) + cm
+        cells.append({"metrics": ref.metrics, "fold": ref.fold, "seed": ref.seed,
+                      "value": f"confusion {cm.tolist()} (pooled with the seed's other folds)"})
+    per_seed = {s: pooled_metric(cm, order, column["metric"]) * scale for s, cm in sorted(pooled.items())}
+    stat = column.get("stat") or "mean_std"
+    mean, std = seed_stat(list(per_seed.values()), stat)
+    metric = f"{scope + '.' if scope else ''}{column['metric']} pooled over folds; {stat} over seeds"
+    return _cell(row, column, metric, mean, std, len(per_seed), len(cells), oracle, cells,
+                 per_seed=";".join(f"seed{s}={v:.6g}" for s, v in per_seed.items()))
+
+
+def _check_lee_spec(spec, agg, fusion) -> None:
+    """Config errors of stat / fusion / cited keys, named by key."""
+    key = f"config: tables.{spec['name']}"
+    for c in spec["columns"]:
+        stat = c.get("stat")
+        if stat is not None and stat not in SEED_STATS:
+            raise InputError(f"{key}.columns[{c['name']!r}].stat: {stat!r} is not one of {list(SEED_STATS)}")
+        if stat not in (None, "mean_std") and agg != "pooled_seed_stats" and c.get("fusion") is None:
+            raise InputError(f"{key}.columns[{c['name']!r}].stat: a statistic over seeds needs aggregate "
+                             "pooled_seed_stats")
+        m = (c.get("fusion") or {}).get("method")
+        if m is not None and m not in FUSION_METHODS:
+            raise InputError(f"{key}.columns[{c['name']!r}].fusion.method: {m!r} is not one of {list(FUSION_METHODS)}")
+    for where, x in [*((f"rows[{r['name']!r}]", r) for r in spec["rows"]),
+                     *((f"columns[{c['name']!r}]", c) for c in spec["columns"])]:
+        fset = (x.get("fusion") or {}).get("set")
+        if fset is not None and fset not in fusion:
+            raise InputError(f"{key}.{where}.fusion.set: {fset!r} is not a fusion set given to the table "
+                             f"({sorted(fusion)})")
+    for r in spec["rows"]:
+        f = r.get("fusion") or {}
+        if f.get("method") is not None and f["method"] not in FUSION_METHODS:
+            raise InputError(f"{key}.rows[{r['name']!r}].fusion.method: {f['method']!r} is not one of "
+                             f"{list(FUSION_METHODS)}")
+        if r.get("cited") and (r.get("experiment") or f):
+            raise InputError(f"{key}.rows[{r['name']!r}]: a cited row quotes the paper only: no experiment or fusion")
+        if not (r.get("cited") or r.get("experiment") or f or any(c.get("fusion") for c in spec["columns"])):
+            raise InputError(f"{key}.rows[{r['name']!r}]: needs an experiment, a fusion set or `cited`")
+
+
+def load_fusion_output(ref: FusionRef, intermediate: bool = False, verify_hashes: bool = True) -> dict:
+    """A fusion set's JSON, checked (with its CSV) against the CSV's provenance sidecar."""
+    from .provenance import read_sidecar, resolver, sidecar_path
+
+    csv, js = (ref.intermediate_csv, ref.intermediate_json) if intermediate else (ref.csv, ref.json)
+    if not csv or not os.path.exists(js):
+        what = "intermediate concatenation (fusion.<set>.intermediate)" if intermediate else "late fusion"
+        raise InputError(f"fusion set {ref.name!r}: no {what} output {js or '(not configured)'}")
+    if verify_hashes:
+        check_against_sidecar(csv)
+        side = sidecar_path(csv)
+        rec = read_sidecar(side)
+        res = resolver(side, rec)
+        entry = next((o for o in rec["outputs"] if os.path.realpath(res(o["path"])) == os.path.realpath(js)), None)
+        from .io import sha256_file
+
+        if entry is None or sha256_file(js) != entry["sha256"]:
+            raise InputError(f"{js}: missing from or differs from its sidecar {side}; re-run the fusion")
+    return read_json(js)
+
+
+def select_fusion_row(doc: Mapping[str, Any], method: str, k: int | None, where: str) -> dict:
+    """The output row of ``method`` at size ``k``; ``exact`` without ``k``: the best UAR over all sizes
+    (the smallest size on ties, as the fusion rule's default honest size)."""
+    rows = [r for r in doc["rows"] if r["method"] == method]
+    if method == "exact" and k is None:
+        if not rows:
+            raise InputError(f"{where}: no exact rows")
+        return max(rows, key=lambda r: (r["uar"], -r["k"]))
+    if k is not None:
+        rows = [r for r in rows if r["k"] == int(k)]
+    if len(rows) != 1:
+        have = sorted({(r["method"], r["k"]) for r in doc["rows"]})
+        raise InputError(f"{where}: {len(rows)} rows of method {method!r}{'' if k is None else f' at k={k}'} "
+                         f"(the output has {have[:12]}{'...' if len(have) > 12 else ''}): set the fusion set's ks / "
+                         "honest_ks, or the cell's k")
+    return rows[0]
+
+
+def _subset_trials(row: Mapping[str, Any]) -> list[str]:
+    """Trial names of a fusion row's subset (crossfold/validation: the union over the folds' subsets)."""
+    sub = row.get("subset") or ""
+    if "=" in sub:
+        return list(dict.fromkeys(t for part in sub.split(";") for t in part.split("=", 1)[1].split("+") if t))
+    return [t for t in sub.split("+") if t]
+
+
+def fusion_value(row: Mapping[str, Any], metric: str, classes: Sequence[str], per_fold: bool) -> float:
+    if metric in ("uar", "war"):
+        return float(row[metric])
+    if metric == "k":
+        return float(row["k"])
+    if metric == "n_trials":
+        return float(len(_subset_trials(row)))
+    if metric.startswith("count."):
+        if per_fold:   # each fold chose its own subset: no single composition
+            return math.nan
+        variant = metric.split(".", 1)[1]
+        return float(sum(t.rsplit("/", 1)[0] == variant for t in _subset_trials(row)))
+    if metric.startswith("recall."):
+        return pooled_metric(row["confusion"], classes, metric)
+    raise InputError(f"fusion cells know uar, war, recall.<class>, k, n_trials and count.<variant>, not {metric!r}")
+
+
+def _fusion_cell(spec, row, column, fusion, docs, verify) -> dict:
+    sel = {**{k: v for k, v in (column.get("fusion") or {}).items() if v is not None},
+           **{k: v for k, v in (row.get("fusion") or {}).items() if v is not None}}
+    shown = column["name"] in (row.get("columns") or [c["name"] for c in spec["columns"]])
+    if not sel.get("set") or not shown or row.get("cited"):
+        return _cell(row, column, column["metric"], math.nan, math.nan, 0, 0, False, [])
+    ref = fusion[sel["set"]]
+    method, k = sel.get("method") or "exact", sel.get("k")
+    inter = method == "intermediate"
+    if (sel["set"], inter) not in docs:
+        docs[(sel["set"], inter)] = load_fusion_output(ref, inter, verify)
+    doc = docs[(sel["set"], inter)]
+    out_csv = ref.intermediate_csv if inter else ref.csv
+    fr = select_fusion_row(doc, method, k, f"table {spec['name']}: row {row['name']!r}: {out_csv}")
+    scale = float(_col(column, "scale", spec.get("scale", 1.0)))
+    metric = column["metric"]
+    per_fold = method in ("crossfold", "validation")
+    v = fusion_value(fr, metric, spec.get("classes") or [], per_fold)
+    if metric in ("uar", "war") or metric.startswith("recall."):
+        v *= scale
+    trials = _subset_trials(fr)
+    cells = [{"metrics": out_csv, "fold": "all", "seed": "-",
+              "value": f"{method} k={fr['k']} UAR {fr['uar']:.6f} WAR {fr['war']:.6f}: {fr['subset']}"}]
+    for t in trials:
+        for i, d in enumerate(doc.get("sources", {}).get(t, [])):
+            cells.append({"metrics": str(Path(d) / "predictions.csv"), "fold": i + 1, "seed": t, "value": "fused"})
+    oracle = any(x in ORACLE_SELECTIONS for x in ref.selections)
+    what = f"fusion {sel['set']}: {method}" + (f" k={k}" if k is not None else (" best k" if method == "exact" else ""))
+    return _cell(row, column, f"{what}; {metric}", v, math.nan, len(trials), len(cells) - 1, oracle, cells,
+                 fusion_k=fr["k"], fusion_subset=fr["subset"])
 
 
 def scoped_metric(row: Mapping[str, Any], column: Mapping[str, Any]) -> str:
@@ -309,8 +570,11 @@ def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str)
     tex.columns = pd.MultiIndex.from_tuples(tex.columns, names=["", ""])
     tex.index = [_latex_escape(r) + (ORACLE_MARK_TEX if r in oracle_rows else "") for r in tex.index]
     tex.columns = pd.MultiIndex.from_tuples([(_latex_escape(a), b) for a, b in tex.columns])
+    rule = caption_rule(spec, oracle=bool(oracle_rows))
+    tnote = trials_note(spec, df)
+    rule = f"{rule} {tnote}" if tnote else rule
     caption = (_latex_escape(spec.get("title", spec["name"])) + ". "
-               + _latex_escape(caption_rule(spec, oracle=bool(oracle_rows))).replace(ORACLE_MARK, ORACLE_MARK_TEX))
+               + _latex_escape(rule).replace(ORACLE_MARK, ORACLE_MARK_TEX))
     latex = tex.style.to_latex(hrules=True, column_format="l" + "r" * tex.shape[1], multicol_align="c",
                                caption=caption, label=f"tab:{spec['name']}", position="htbp")
     write_text(out_tex, latex)
@@ -319,8 +583,7 @@ def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str)
     md = _ordered(pd.DataFrame.from_dict(wide_md, orient="index").reindex(rows).fillna(""), df)
     md.columns = [f"{a} ({b})" for a, b in md.columns]
     md.index = [r + (f" {ORACLE_MARK}" if r in oracle_rows else "") for r in md.index]
-    write_text(out_md, f"**{spec.get('title', spec['name'])}**\n\n{md.to_markdown()}\n\n"
-                       f"_{caption_rule(spec, oracle=bool(oracle_rows))}_\n")
+    write_text(out_md, f"**{spec.get('title', spec['name'])}**\n\n{md.to_markdown()}\n\n_{rule}_\n")
     return {str(t["row"]) + " | " + str(t["column"]): {
         "value_mean": None if math.isnan(t["ours_mean"]) else t["ours_mean"],
         "value_std": None if math.isnan(t["ours_std"]) else t["ours_std"],
@@ -342,13 +605,36 @@ def caption_rule(spec: Mapping[str, Any], oracle: bool = False) -> str:
     parts = [f"Ours: {agg}.", "Paper: as reported; diff = ours - paper; dagger marks ours outside the paper's +/- band."]
     if oracle:
         parts.append(ORACLE_NOTE)
+    if any(c.get("fusion") is not None for c in spec.get("columns", [])):
+        parts.append(FUSION_NOTE)
+    if any(r.get("cited") for r in spec.get("rows", [])):
+        parts.append(CITED_NOTE)
     if (spec.get("stats") or {}).get("columns"):
         st = spec["stats"]
         parts.append(f"95% CI: percentile bootstrap over utterances resampled within folds ({st.get('bootstrap', 1000)} "
                      f"replicates, seed {st.get('seed', 0)}); p: two-sided paired bootstrap against the row named in "
                      "compare_to, same replicates.")
-    parts += list(spec.get("notes", []))
+    parts += list(spec.get("notes", [])) + list(spec.get("notes_extra") or [])
     return " ".join(parts)
+
+
+def trials_note(spec: Mapping[str, Any], df) -> str:
+    """``pooled_seed_stats``: how many trials (seeds) each row pools, beside the paper's ``paper_trials``."""
+    if spec.get("aggregate") != "pooled_seed_stats":
+        return ""
+    if "per_seed" not in df.columns:
+        return ""
+    stats = df[df["per_seed"].notna() & (df["n_seeds"] > 0)]
+    per_row = {str(r): int(g["n_seeds"].max()) for r, g in stats.groupby("row", observed=True)}
+    if not per_row:
+        return ""
+    counts = sorted(set(per_row.values()))
+    paper = spec.get("paper_trials")
+    ours = (f"{counts[0]} trials (seeds) per row" if len(counts) == 1
+            else "trials (seeds) per row: " + ", ".join(f"{r} {n}" for r, n in per_row.items()))
+    differs = paper is not None and counts != [int(paper)]
+    return f"Ours: {ours}" + (f" (the paper: {paper})" if paper is not None else "") + (
+        "; the statistics and the best subset are over these trials." if differs else ".")
 
 
 _LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
@@ -393,6 +679,18 @@ def fill_corpus_table_names(spec: Mapping[str, Any], corpora: Mapping[str, Mappi
     out = dict(spec, title=filled["title"], notes=filled["notes"])
     out["columns"] = [dict(c, name=r["name"]) for c, r in zip(spec["columns"], filled["rows"])]
     return out
+
+
+def session_notes(used: Sequence[str], corpora: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One note per JTES-format corpus among ``used`` (or their union members): which speakers form its sessions."""
+    from .corpus.jtes import describe_sessions
+
+    seen: list[str] = []
+    for c in used:
+        for m in (corpora[c].get("members") or {c: None}) if c in corpora else []:
+            if m not in seen and corpora.get(m, {}).get("format") == "jtes":
+                seen.append(m)
+    return [describe_sessions(corpora[m].get("sessions"), corpora[m].get("name") or m, m) for m in seen]
 
 
 def corpus_table_spec(name: str, spec: Mapping[str, Any], corpora: Mapping[str, Mapping[str, Any]]) -> dict:

@@ -1,5 +1,6 @@
 from emorepro.steps import job_done, log_to, table
 
 log_to(snakemake.log[0], snakemake.input)
-table(snakemake.params.spec, snakemake.params.runs, snakemake.output.tex, snakemake.output.csv, snakemake.output.md)
+table(snakemake.params.spec, snakemake.params.runs, snakemake.output.tex, snakemake.output.csv, snakemake.output.md,
+      fusion=snakemake.params.get("fusion"))
 job_done()

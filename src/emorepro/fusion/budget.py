@@ -74,11 +74,14 @@ def format_seconds(s: float) -> str:
 
 
 def normalise_ks(ks, n: int) -> list[int]:
-    """Sorted distinct sizes from ``"all"``/None (1..n), one integer or a list; each in 1..n."""
+    """Sorted distinct sizes from ``"all"``/None (1..n), ``"full"`` (n: full integration only, whatever the
+    number of trials), one integer or a list; each in 1..n."""
     if ks is None or (isinstance(ks, str) and ks == "all"):
         return list(range(1, n + 1))
+    if isinstance(ks, str) and ks == "full":
+        return [n]
     if isinstance(ks, str):
-        raise ValueError(f"ks must be 'all', an integer or a list of integers, got {ks!r}")
+        raise ValueError(f"ks must be 'all', 'full', an integer or a list of integers, got {ks!r}")
     if isinstance(ks, numbers.Integral):
         ks = [ks]
     out = sorted({int(k) for k in ks})
