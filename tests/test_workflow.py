@@ -200,7 +200,7 @@ def test_trace_walks_a_cell_down_to_the_raw_wav_hashes(demo_run):
                         "--col", "UA", "--max-raw", "100000"], cwd=demo_run, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
-    for rule in ("score", "train", "extract_features", "folds", "ingest"):
+    for rule in ("score_zhang2022_baseline_act", "train", "extract_features", "folds", "ingest"):
         assert f"{rule} " in out
     wavs = [l for l in out.splitlines() if l.strip().startswith("<- raw:") and ".wav" in l]
     assert wavs and all(l.endswith("[ok]") for l in wavs)
