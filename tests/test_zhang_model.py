@@ -56,3 +56,28 @@ def test_paper_sizes_two_bilstm_layers_and_their_parameter_count():
     assert one.lstm.num_layers == 1 and one.lstm.dropout == 0.0
     out = one(torch.randn(3, 11, 40))
     assert out["logits"].shape == (3, 4)
+
+
+def test_zhang_experiments_share_no_config_dict():
+    """Snakemake merges a --configfile into the config in place, so a dict that YAML aliases between two
+    experiments would take one experiment's override into the other (tests/config/e2e.yaml overrides
+    baseline_act's epochs only).  The Zhang experiments merge their shared settings instead."""
+    import yaml
+
+    from tests.workflow_utils import REPO
+
+    exps = yaml.safe_load((REPO / "config/config.yaml").read_text())["experiments"]["zhang2022"]
+    seen: dict[int, str] = {}
+
+    def walk(obj, where):
+        if isinstance(obj, dict):
+            assert id(obj) not in seen, f"{where} is the same object as {seen[id(obj)]}"
+            seen[id(obj)] = where
+            for k, v in obj.items():
+                walk(v, f"{where}.{k}")
+
+    for name, e in exps.items():
+        for k, v in e.items():
+            walk(v, f"{name}.{k}")
+    assert exps["baseline_act"]["model_params"] == {"n_lstm_layers": 2, "att_w1": "per_head"}
+    assert all(e["model_params"] == exps["baseline_act"]["model_params"] for e in exps.values())
