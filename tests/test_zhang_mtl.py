@@ -457,7 +457,9 @@ def test_pooled_rows_score_the_union_of_both_corpora_test_utterances(tmp_path):
         if col != "Style":
             assert df.loc[("separate", col), "ours_mean"] == pytest.approx(expect, rel=1e-9)
     # The pooled union row is the run's own whole-test-split metric (what metrics.json's top level holds).
-    tops = [json.loads(open(r.metrics).read())["uar"] for r in runs["union"]]
+    from pathlib import Path
+
+    tops = [json.loads(Path(r.metrics).read_text())["uar"] for r in runs["union"]]
     assert df.loc[("union", "UA"), "ours_mean"] == pytest.approx(100 * np.mean(tops), rel=1e-9)
     assert df.loc[("union", "UA"), "metric"] == "by_corpus.*.uar"
     # The equal-weight reading gives a different number on the same runs (corpora differ in size and mix).

@@ -127,8 +127,8 @@ class PsfFbankEncoder(Encoder):
         """Frames produced for a clip of ``n_samples`` samples (the package's framing, last frame zero-padded)."""
         if n_samples == 0:
             return 0
-        length = int(round(AUDIO_SAMPLE_RATE * self._kwargs["winlen"]))
-        step = int(round(AUDIO_SAMPLE_RATE * self._kwargs["winstep"]))
+        length = round(AUDIO_SAMPLE_RATE * self._kwargs["winlen"])
+        step = round(AUDIO_SAMPLE_RATE * self._kwargs["winstep"])
         return 1 if n_samples <= length else 1 + -(-(n_samples - length) // step)
 
     def encode(self, items: Sequence[Any]) -> list[np.ndarray]:
