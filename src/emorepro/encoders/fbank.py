@@ -40,6 +40,7 @@ How far apart the two are on the demo corpus: docs/usage.md, "Feature front-ends
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -127,8 +128,9 @@ class PsfFbankEncoder(Encoder):
         """Frames produced for a clip of ``n_samples`` samples (the package's framing, last frame zero-padded)."""
         if n_samples == 0:
             return 0
-        length = round(AUDIO_SAMPLE_RATE * self._kwargs["winlen"])
-        step = round(AUDIO_SAMPLE_RATE * self._kwargs["winstep"])
+        # the package rounds half up (sigproc.round_half_up), not to even as round() does
+        length = math.floor(AUDIO_SAMPLE_RATE * self._kwargs["winlen"] + 0.5)
+        step = math.floor(AUDIO_SAMPLE_RATE * self._kwargs["winstep"] + 0.5)
         return 1 if n_samples <= length else 1 + -(-(n_samples - length) // step)
 
     def encode(self, items: Sequence[Any]) -> list[np.ndarray]:
