@@ -50,18 +50,23 @@ from .base import AUDIO_SAMPLE_RATE, Encoder, EncoderSpec
 _INT16_SCALE = 32768.0
 
 
+def _fbank_options(spec: EncoderSpec) -> tuple[dict, int]:
+    """A filterbank spec's options without ``num_mel_bins``, and that number (default 40)."""
+    if spec.layers not in ((0,), (-1,)):
+        raise ValueError(
+            f"encoder {spec.name!r}: the {spec.backend} backend has a single output 'layer'; "
+            f"set layers to [0] or [-1], not {list(spec.layers)}"
+        )
+    opts = dict(spec.options)
+    return opts, int(opts.pop("num_mel_bins", 40))
+
+
 class KaldiFbankEncoder(Encoder):
     frames_per_second = 100.0
 
     def __init__(self, spec: EncoderSpec, device: str | None = None):
-        if spec.layers not in ((0,), (-1,)):
-            raise ValueError(
-                f"encoder {spec.name!r}: the kaldi_fbank backend has a single output 'layer'; "
-                f"set layers to [0] or [-1], not {list(spec.layers)}"
-            )
         self.spec = spec
-        opts = dict(spec.options)
-        self.num_mel_bins = int(opts.pop("num_mel_bins", 40))
+        opts, self.num_mel_bins = _fbank_options(spec)
         opts.setdefault("dither", 0.0)
         opts.setdefault("sample_frequency", float(AUDIO_SAMPLE_RATE))
         self._kwargs = opts
@@ -101,14 +106,8 @@ class PsfFbankEncoder(Encoder):
     """``python_speech_features`` log-mel filterbank (see the module docstring for every setting)."""
 
     def __init__(self, spec: EncoderSpec, device: str | None = None):
-        if spec.layers not in ((0,), (-1,)):
-            raise ValueError(
-                f"encoder {spec.name!r}: the python_speech_features backend has a single output 'layer'; "
-                f"set layers to [0] or [-1], not {list(spec.layers)}"
-            )
         self.spec = spec
-        opts = dict(spec.options)
-        self.num_mel_bins = int(opts.pop("num_mel_bins", 40))
+        opts, self.num_mel_bins = _fbank_options(spec)
         self.window = str(opts.pop("window", "rectangular"))
         self.input_scale = str(opts.pop("input_scale", "int16"))
         unknown = sorted(set(opts) - set(_PSF_DEFAULTS))
