@@ -87,3 +87,19 @@ def test_psf_features_through_the_cache(tmp_path):
         got = cache[u]
         assert got.shape == ref.shape
         np.testing.assert_allclose(got.astype(np.float32), ref, rtol=1e-3, atol=2e-2)
+
+
+def test_real_config_fbank40_is_logfbank_with_its_defaults_and_40_filters():
+    """config/config.yaml writes python_speech_features' defaults out; they must stay its defaults."""
+    import python_speech_features as psf
+    import yaml
+
+    from tests.workflow_utils import REPO
+
+    enc_cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())["encoders"]
+    assert enc_cfg["fbank40"]["backend"] == "python_speech_features"
+    assert enc_cfg["fbank40_kaldi"]["backend"] == "kaldi_fbank"
+    x = _speechlike(12_345, seed=5)
+    got = load_encoder(EncoderSpec.from_dict("fbank40", {**enc_cfg["fbank40"], "layers": [0]})).encode([x])[0][0]
+    np.testing.assert_array_equal(got, psf.logfbank(x.astype(np.float64) * 32768.0, samplerate=SR, nfilt=40)
+                                  .astype(np.float32))
