@@ -101,8 +101,15 @@ def test_zhang_tables_3_to_5_from_the_two_demo_corpora(demo_run):
     assert "(pooled)" in (wd / "results/tables/zhang2022_table3.tex").read_text()
     assert ua5.loc[f"MTL (ACT+{spon})", "metric"] == "by_corpus.spon.uar"
     style = t3[t3["column"] == "Style acc."].set_index("row")["ours_mean"]
-    # The style task is easy (the paper: >= 99.95 %); the e2e config trains only 2 epochs, so ask for well above chance.
-    assert style.iloc[:3].isna().all() and (style.iloc[3:] > 60).all()
+    n_test = {c: sum(json.loads(p.read_text())["by_corpus"][c]["n"]
+                     for p in (wd / "results/runs/zhang2022/mtl/member_folds").glob("fold*/seed1/metrics.json"))
+              for c in ("iemocap", "spon")}
+    # The style task is easy (the paper: >= 99.95 %); the e2e config trains only 4 epochs (8 on half the data), so
+    # ask for more than the majority style of the pooled test utterances (what a constant head scores); well
+    # more for plain MTL, whose style head also learns from the neutral utterances that selective MTL leaves out.
+    majority = max(n_test[c] for c in n_test) / sum(n_test.values()) * 100
+    assert style.iloc[:3].isna().all() and (style.iloc[3:] > majority).all(), (style, majority)
+    assert (style[[f"MTL: ACT + {spon}", f"MTL: ACT + {spon} (half)"]] > majority + 10).all(), (style, majority)
     assert spon in (wd / "results/tables/zhang2022_table5.tex").read_text()
     for corpus in ("iemocap", "spon"):
         assert (wd / f"results/figures/confusion/zhang2022/selective_mtl/{corpus}.pdf").exists()
