@@ -10,6 +10,7 @@ configfile: "config/config.yaml"
 
 include: "rules/common.smk"
 include: "rules/corpus.smk"
+include: "rules/augment.smk"
 include: "rules/features.smk"
 include: "rules/train.smk"
 include: "rules/tables.smk"

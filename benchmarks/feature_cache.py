@@ -162,7 +162,7 @@ def read_throughput(cache_dir: Path, rounds: int = 3) -> dict:
     n, t0 = 0, time.perf_counter()
     for _ in range(rounds):
         for u in rng.permutation(ids):
-            x = np.asarray(c.layer(u, -1), dtype=np.float32)  # copy out of the memmap, as the dataset does
+            np.asarray(c.layer(u, -1), dtype=np.float32)  # copy out of the memmap, as the dataset does
             n += 1
     t = time.perf_counter() - t0
     return {"utts_per_s": n / t, "verify_s": t_verify, "n_utts": len(ids)}

@@ -6,7 +6,12 @@ single trials ~73 % UAR, full integration ~77 %; seeded), then:
 * naive: ``itertools.combinations`` + numpy argmax + integer UAR on a random sample of
   subsets, extrapolated to all subsets of size 9 and of every size;
 * greedy forward selection and beam search, with their gap to the exact optimum;
-* the exact search for k = 9 and for every k (unless ``--skip-all``).
+* the exact search for k = 9 and for every k (unless ``--skip-all``), beside the time
+  estimate the search refuses sizes by (:mod:`emorepro.fusion.budget`);
+* ``--calibrate``: the estimate against single-thread measurements on several shapes
+  (where the rate of :data:`emorepro.fusion.budget.RATE` comes from);
+* ``--n70``: what Lee et al.'s full integration of 70 trials costs (exact, greedy and beam
+  at k = 70, the honest selections at k = 70) and that every k is refused at once.
 
 Prints subsets/s, seconds, speed-ups over naive measured in the same run and the peak
 RSS; ``--json`` also writes the figures.  The first-ever run compiles the numba kernels
@@ -17,6 +22,7 @@ Usage::
     PYTHONPATH=src python benchmarks/fusion_search.py            # full: 30 x 5531, all k
     PYTHONPATH=src python benchmarks/fusion_search.py --quick    # 16 x 2000, seconds
     PYTHONPATH=src python benchmarks/fusion_search.py --n 20 --utts 5531 --threads 2
+    PYTHONPATH=src python benchmarks/fusion_search.py --calibrate --n70 --skip-all
 """
 from __future__ import annotations
 
@@ -64,6 +70,58 @@ def naive_all_k_seconds(logits, labels, k_rate, n_subsets, seed=0):
     return float(sum(math.comb(n, k) * max(a + b * k, cost.min()) for k in range(1, n + 1)))
 
 
+def calibrate(F) -> list:
+    """Single-thread CPU seconds of the exact search against :func:`emorepro.fusion.budget.estimate_seconds`."""
+    from emorepro.fusion.budget import RATE, estimate_seconds
+
+    shapes = [(30, 5531, 4, 1.75, 0.45, (9, 11, 13)), (26, 1500, 4, 1.75, 0.45, (9, 11, 13)),
+              (26, 5531, 4, 3.0, 0.3, (9, 11, 13)), (24, 2000, 6, 1.75, 0.45, (7, 9, 11))]
+    rows = []
+    print(f"\ncalibration (1 thread; RATE = {RATE:.1e} open-utterance x subset counts per CPU second):")
+    print(f"{'shape':>22} {'k':>3} {'open':>5} {'subsets':>11} {'CPU s':>7} {'estimate':>8} {'ratio':>6} "
+          f"{'rate':>8}")
+    for n, N, C, signal, noise, ks in shapes:
+        logits, labels = F.synthetic_trials(n, N, C, 0, signal=signal, noise=noise)
+        for k in ks:
+            st = {}
+            c = time.process_time()
+            F.exact_search(logits, labels, [k], n_threads=1, _stats=st)
+            cpu = time.process_time() - c
+            est = estimate_seconds(n, k, st["open_utts"], C, 1)
+            leaves = math.comb(n, k)
+            rows.append({"n": n, "utts": N, "classes": C, "k": k, "open_utts": st["open_utts"], "cpu_seconds": round(cpu, 2),
+                         "estimated_seconds": round(est, 2), "rate": leaves * st["open_utts"] / cpu})
+            print(f"{f'{n} x {N} x {C} (s={signal})':>22} {k:>3} {st['open_utts']:>5} {leaves:>11,} {cpu:>7.2f} "
+                  f"{est:>8.2f} {est / cpu:>6.2f} {rows[-1]['rate']:>8.2e}")
+    return rows
+
+
+def n70(F, args) -> dict:
+    """Lee et al.'s 70-trial full integration on IEMOCAP-sized synthetic trials, five folds."""
+    logits, labels = F.synthetic_trials(70, 5531, 4, args.seed)
+    folds = np.arange(len(labels)) % 5 + 1
+    res = {}
+    t = time.perf_counter()
+    try:
+        F.exact_search(logits, labels, "all", n_threads=args.threads)
+    except F.SearchTooLarge as e:
+        res["all_k_refused_seconds"] = round(time.perf_counter() - t, 3)
+        print(f"\n70 trials x 5531: every k refused in {res['all_k_refused_seconds']:.2f} s: {str(e)[:160]}...")
+    for name, fn in [("exact_k70", lambda: F.exact_search(logits, labels, [70], n_threads=args.threads)),
+                     ("greedy_k70", lambda: F.greedy_forward(logits, labels, [70])),
+                     ("beam_k70", lambda: F.beam_search(logits, labels, args.beam_width, [70])),
+                     ("greedy_all_k", lambda: F.greedy_forward(logits, labels, "all")),
+                     ("beam_all_k", lambda: F.beam_search(logits, labels, args.beam_width, "all")),
+                     ("crossfold_k70", lambda: F.cross_fold_selection(logits, labels, folds, 70)),
+                     ("validation_k70", lambda: F.validation_selection(logits, labels, logits, labels, 70,
+                                                                       val_folds=np.roll(folds, 1), test_folds=folds))]:
+        t = time.perf_counter()
+        fn()
+        res[name] = round(time.perf_counter() - t, 2)
+    print("70 trials x 5531 (seconds): " + ", ".join(f"{k} {v}" for k, v in res.items()))
+    return res
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=None, help="trials (default 30, --quick 16)")
@@ -79,6 +137,8 @@ def main(argv=None) -> int:
     ap.add_argument("--naive-subsets", type=int, default=3000)
     ap.add_argument("--skip-all", action="store_true", help="skip the exact search over every k")
     ap.add_argument("--quick", action="store_true", help="small problem (16 x 2000) for a smoke test")
+    ap.add_argument("--calibrate", action="store_true", help="time estimate vs single-thread measurements")
+    ap.add_argument("--n70", action="store_true", help="cost of a 70-trial full integration")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     args = ap.parse_args(argv)
     n = args.n or (16 if args.quick else 30)
@@ -143,7 +203,8 @@ def main(argv=None) -> int:
     print(f"exact k={k_one}: {wall_one:.2f} s wall ({cpu_one:.2f} s CPU), UAR {one.uar:.4f} WAR {one.war:.4f} "
           f"subset {list(one.subset)}; {n_k / wall_one:,.0f} subsets/s equivalent, "
           f"{n_k / rate / wall_one:,.0f}x naive; {one.n_evaluated:,} nodes; "
-          f"{stats['open_utts']} open utterances")
+          f"{stats['open_utts']} open utterances; estimate {stats['estimated_seconds'][k_one]:.2f} s")
+    out[f"exact_k{k_one}"]["estimated_seconds"] = round(stats["estimated_seconds"][k_one], 2)
 
     exact = {k_one: one}
     if not args.skip_all:
@@ -156,8 +217,11 @@ def main(argv=None) -> int:
                               "subsets_per_s_equivalent": round(n_all / wall_all),
                               "speedup_vs_naive": round(naive_all / wall_all, 1),
                               "nodes": sum(r.n_evaluated for r in exact.values())}
+        est_all = sum(F.search_estimates(logits, labels, ks, n_threads=args.threads).values())
+        out["exact_all_k"]["estimated_seconds"] = round(est_all, 1)
         print(f"exact all k=1..{n}: {wall_all:.2f} s wall ({cpu_all:.2f} s CPU); "
-              f"{n_all / wall_all:,.0f} subsets/s equivalent, {naive_all / wall_all:,.0f}x naive")
+              f"{n_all / wall_all:,.0f} subsets/s equivalent, {naive_all / wall_all:,.0f}x naive; "
+              f"estimate {est_all:.1f} s")
 
     rows = []
     print(f"\n{'k':>3} {'exact UAR':>9} {'WAR':>7} {'greedy':>7} {'beam':>7} {'s(exact)':>9}  subset")
@@ -170,6 +234,10 @@ def main(argv=None) -> int:
         print(f"{k:>3} {r.uar:9.4f} {r.war:7.4f} {r.uar - greedy[k].uar:+7.4f} {r.uar - beam[k].uar:+7.4f} "
               f"{r.seconds:9.2f}  {list(r.subset)}")
     out["per_k"] = rows
+    if args.calibrate:
+        out["calibration"] = calibrate(F)
+    if args.n70:
+        out["n70"] = n70(F, args)
     out["greedy_seconds"] = round(t_greedy, 2)
     out["beam_seconds"] = round(t_beam, 2)
     out["peak_rss_mib"] = round(peak_rss_mib(), 1)

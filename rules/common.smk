@@ -1,11 +1,26 @@
 # Config validation and the small input functions every stage uses.
 import os
 import re
+import sys
+from pathlib import Path
 
 from snakemake.utils import validate
 
+# This clone's code, in this process and in every job it starts: a venv shared by several clones has
+# its editable install pointing at one of them (emorepro.provenance.check_code_origin refuses a miss).
+EMOREPRO_SRC = str(Path(workflow.main_snakefile).resolve().parent / "src")
+sys.path.insert(0, EMOREPRO_SRC)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join([EMOREPRO_SRC, *filter(None, [os.environ.get("PYTHONPATH")])]), EMOREPRO_SRC=EMOREPRO_SRC
+)  # set, not read: no `envvars:` assertion needed
+from emorepro.config import check_config, check_schema, experiment_id, row_experiments
+from emorepro.config import is_union as _is_union
 
-validate(config, schema="../config/schema.yaml")
+check_schema(config, f"{workflow.basedir}/config/schema.yaml")  # every bad key, one line each
+validate(config, schema="../config/schema.yaml")  # fills in the defaults
+# What the schema cannot say: keys naming each other, model options, and (emorepro.preflight) what the config
+# points at: root vs synth, classes vs label maps, checkpoint directories.
+check_config(config, workdir=os.getcwd())
 
 RESULTS = config["results"]
 
@@ -20,20 +35,9 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-def _require(cond, key, msg):
-    if not cond:
-        raise ValueError(f"config: {key}: {msg}")
-
-
-def row_experiments(row):
-    """A table row's experiments: one "<paper>/<variant>", or a list averaged per fold and seed."""
-    x = row["experiment"]
-    return [x] if isinstance(x, str) else list(x)
-
-
 def is_union(corpus):
     """A union corpus (format: union) is built from its members' manifests, folds and caches."""
-    return config["corpora"][corpus]["format"] == "union"
+    return _is_union(config, corpus)
 
 
 def _names_regex(names):
@@ -43,43 +47,18 @@ def _names_regex(names):
 NATIVE_CORPORA = _names_regex(n for n in config["corpora"] if not is_union(n))
 UNION_CORPORA = _names_regex(n for n in config["corpora"] if is_union(n))
 
-for _name, _c in config["corpora"].items():
-    if is_union(_name):
-        _require(_c["members"], f"corpora.{_name}.members", "a union corpus needs {member corpus: protocol}")
-        for _m, _p in _c["members"].items():
-            _require(_m in config["corpora"] and not is_union(_m), f"corpora.{_name}.members.{_m}",
-                     "is not a (non-union) key of corpora")
-            _require(_p in config["protocols"] and config["protocols"][_p]["scheme"] != "union",
-                     f"corpora.{_name}.members.{_m}", f"{_p!r} is not a (non-union) key of protocols")
-            _require(config["corpora"][_m]["style"], f"corpora.{_m}.style",
-                     f"required for a member of the union corpus {_name!r} (e.g. acted, spontaneous)")
-        continue
-    _require(_c["root"] or _c["synth"], f"corpora.{_name}.root", "required (path to IEMOCAP_full_release) unless `synth` is set")
-for _paper, _variants in config["experiments"].items():
-    for _variant, _e in _variants.items():
-        _key = f"experiments.{_paper}.{_variant}"
-        _require(_e["corpus"] in config["corpora"], f"{_key}.corpus", f"{_e['corpus']!r} is not a key of corpora")
-        _require(_e["protocol"] in config["protocols"], f"{_key}.protocol", f"{_e['protocol']!r} is not a key of protocols")
-        _require((config["protocols"][_e["protocol"]]["scheme"] == "union") == is_union(_e["corpus"]), f"{_key}.protocol",
-                 "a union corpus needs a protocol with scheme `union` (and only a union corpus)")
-        for _role, _enc in _e["inputs"].items():
-            _require(_enc in config["encoders"], f"{_key}.inputs.{_role}", f"{_enc!r} is not a key of encoders")
-for _n, _f in config["fusion"].items():
-    for _x in _f["experiments"]:
-        _p, _, _v = _x.partition("/")
-        _require(_v in config["experiments"].get(_p, {}), f"fusion.{_n}.experiments", f"{_x!r} is not an experiment")
-for _t, _spec in config["tables"].items():
-    for _row in _spec["rows"]:
-        for _x in row_experiments(_row):
-            _p, _, _v = _x.partition("/")
-            _require(_v in config["experiments"].get(_p, {}), f"tables.{_t}.rows[{_row['name']!r}].experiment",
-                     f"{_x!r} is not an experiment")
+
+from emorepro.preflight import resolve_checkpoint
 
 
 def corpus_root(corpus):
     c = config["corpora"][corpus]
+    if c.get("augment"):  # made by rule synthesize (rules/augment.smk)
+        return f"{RESULTS}/{corpus}/tts/corpus.csv"
     if c["synth"] and c["format"] == "generic_csv":
         return f"{RESULTS}/{corpus}/synth/generic_csv/corpus.csv"
+    if c["synth"] and c["format"] == "jtes":
+        return f"{RESULTS}/{corpus}/synth/jtes_v1.1"
     if c["synth"]:
         return f"{RESULTS}/{corpus}/synth/IEMOCAP_full_release"
     return c["root"]
@@ -88,7 +67,7 @@ def corpus_root(corpus):
 def corpus_inputs(wildcards):
     """The generated demo corpus is a rule output; a real corpus is read where it lies."""
     c = config["corpora"][wildcards.corpus]
-    if c["synth"] and c["format"] == "generic_csv":
+    if (c["synth"] and c["format"] == "generic_csv") or c.get("augment"):
         return {"root": corpus_root(wildcards.corpus)}
     if c["synth"]:
         return {"root": f"{corpus_root(wildcards.corpus)}/synth_summary.json"}
@@ -119,6 +98,8 @@ def encoder_spec(name):
     spec = dict(config["encoders"][name])
     if spec.get("demo"):
         spec["checkpoint"] = f"{RESULTS}/checkpoints/demo/{name}"
+    else:  # a local directory, made absolute: never looked up on a model hub
+        spec["checkpoint"] = resolve_checkpoint(spec.get("checkpoint"))
     return spec
 
 
@@ -138,6 +119,16 @@ def experiment(paper, variant):
     return config["experiments"][paper][variant]
 
 
+def all_experiments():
+    """(paper, variant) of every configured experiment."""
+    return [(p, v) for p, variants in config["experiments"].items() for v in variants]
+
+
+def experiment_rule_name(kind, paper, variant):
+    """Name of a per-experiment rule: score_<paper>_<variant> ('-' becomes '_'; check_config keeps them unique)."""
+    return f"{kind}_{experiment_id(paper, variant)}"
+
+
 def run_dir(paper, variant, fold, seed):
     e = experiment(paper, variant)
     return f"{RESULTS}/runs/{paper}/{variant}/{e['protocol']}/fold{fold}/seed{seed}"
@@ -152,11 +143,23 @@ def experiment_runs(paper, variant):
 
 def train_inputs(wc):
     e = experiment(wc.paper, wc.variant)
-    return {
+    finetune = e["train"].get("finetune") or {}  # roles encoded on the fly: their checkpoint, not a cache
+    inputs = {
         "manifest": f"{RESULTS}/{e['corpus']}/manifest.csv",
         "folds": f"{RESULTS}/{e['corpus']}/folds/{e['protocol']}.csv",
-        **{f"cache_{role}": feature_cache(e["corpus"], enc) for role, enc in e["inputs"].items()},
+        **{
+            f"cache_{role}": feature_cache(e["corpus"], enc)
+            for role, enc in e["inputs"].items()
+            if role not in finetune
+        },
     }
+    for role in finetune:
+        if config["encoders"][e["inputs"][role]].get("demo"):
+            inputs[f"checkpoint_{role}"] = f"{RESULTS}/checkpoints/demo/{e['inputs'][role]}/demo_checkpoint.json"
+    if e["train"].get("init_from"):  # a run starts from its parent's run of the same fold and seed
+        paper, _, variant = e["train"]["init_from"].partition("/")
+        inputs["parent_model"] = f"{run_dir(paper, variant, wc.fold, wc.seed)}/model.pt"
+    return inputs
 
 
 def table_spec(table):
@@ -166,6 +169,15 @@ def table_spec(table):
     return fill_corpus_names({"name": table, **config["tables"][table]}, config["corpora"])
 
 
+def summary_spec(table):
+    """Title and headline cell ({row, column} with corpus names filled in, or None) of a table, for the summary."""
+    spec, rows = table_spec(table), config["tables"][table]["rows"]
+    h = config["tables"][table]["headline"]
+    if h:
+        h = {"row": spec["rows"][[r["name"] for r in rows].index(h["row"])]["name"], "column": h["column"]}
+    return {"title": spec.get("title", ""), "headline": h}
+
+
 def table_runs(table):
     """Row name -> list of {metrics, fold, seed, experiment}: what each row of a table aggregates."""
     out = {}
@@ -173,8 +185,11 @@ def table_runs(table):
         out[row["name"]] = []
         for x in row_experiments(row):
             paper, _, variant = x.partition("/")
-            out[row["name"]] += [{"metrics": f"{d}/metrics.json", "fold": k, "seed": s, "experiment": x}
-                                 for k, s, d in experiment_runs(paper, variant)]
+            sel = experiment(paper, variant)["train"].get("selection") or ""  # an oracle marks the row's cells
+            out[row["name"]] += [
+                {"metrics": f"{d}/metrics.json", "fold": k, "seed": s, "experiment": x, "selection": sel}
+                for k, s, d in experiment_runs(paper, variant)
+            ]
     return out
 
 
@@ -217,15 +232,93 @@ def fusion_inputs(wildcards):
     return sorted(f"{d}/predictions.csv" for runs in fusion_trials(wildcards.name).values() for d in runs)
 
 
+RUN_TABLES = _names_regex(config["tables"])
+CORPUS_TABLES = _names_regex(config.get("corpus_tables", {}))
+
+
+def corpus_table_spec(table):
+    """A corpus table's config: names filled, checked against `corpora`, session notes added."""
+    from emorepro.tables import corpus_table_spec as spec
+
+    return spec(table, config["corpus_tables"][table], config["corpora"])
+
+
+def corpus_table_manifests(table):
+    """Corpus -> its manifest, for every column of a corpus table."""
+    return {c["corpus"]: f"{RESULTS}/{c['corpus']}/manifest.csv" for c in config["corpus_tables"][table]["columns"]}
+
+
+for _t in config.get("corpus_tables", {}):
+    corpus_table_spec(_t)  # config errors (unknown corpus, reported keys, class names) stop the parse
+
+
+def enabled_corpus_tables():
+    return [t for t, spec in config.get("corpus_tables", {}).items() if spec["paper"] in config["papers"]]
+
+
 def enabled_fusions():
     return [n for n, f in config["fusion"].items() if f["paper"] in config["papers"]]
 
 
 def get_final_output():
     tables = [f"{RESULTS}/tables/{t}.tex" for t in enabled_tables()]
+    tables += [f"{RESULTS}/tables/{t}.tex" for t in enabled_corpus_tables()]
     figures = [f"{RESULTS}/figures/confusion/{p}/{v}.pdf" for p, v in table_experiments()]
     # A union corpus's runs test on each member: one confusion matrix per member corpus too.
-    figures += [f"{RESULTS}/figures/confusion/{p}/{v}/{m}.pdf" for p, v in table_experiments()
-                if is_union(experiment(p, v)["corpus"]) for m in config["corpora"][experiment(p, v)["corpus"]]["members"]]
+    figures += [
+        f"{RESULTS}/figures/confusion/{p}/{v}/{m}.pdf"
+        for p, v in table_experiments()
+        if is_union(experiment(p, v)["corpus"])
+        for m in config["corpora"][experiment(p, v)["corpus"]]["members"]
+    ]
     fusion = [f"{RESULTS}/fusion/{n}.csv" for n in enabled_fusions()]
-    return tables + figures + fusion
+    return tables + figures + fusion + [f"{RESULTS}/summary.txt"]
+
+
+# --- training engine (issue 12): fine-tuned roles, init_from parents, per-experiment resources ---
+
+
+def _train_resource(key, default):
+    """A train job's resource: the experiment's `resources.<key>` (measured; see config comments), else the default."""
+
+    def get(wc):
+        v = (experiment(wc.paper, wc.variant).get("resources") or {}).get(key)
+        return default if v is None else v
+
+    return get
+
+
+def init_from_parents():
+    """Experiments that another experiment starts from (train.init_from): their runs keep their weights."""
+    return {
+        x["train"]["init_from"]
+        for vs in config["experiments"].values()
+        for x in vs.values()
+        if x["train"].get("init_from")
+    }
+
+
+def train_params(wc):
+    """The experiment's `train`, completed where the workflow knows more than the experiment:
+    the checkpoint of each fine-tuned role (from encoders.<inputs.role>), and keep_model for parents."""
+    e = experiment(wc.paper, wc.variant)
+    t = dict(e["train"])
+    t["finetune"] = {
+        role: {
+            "checkpoint": encoder_spec(e["inputs"][role])["checkpoint"],
+            "family": config["encoders"][e["inputs"][role]]["family"],
+            **(opts or {}),
+        }
+        for role, opts in (t.get("finetune") or {}).items()
+    }
+    if f"{wc.paper}/{wc.variant}" in init_from_parents():
+        t["keep_model"] = True
+    return t
+
+
+# Backends that run a neural network: only their extraction asks for a GPU (a filterbank needs none).
+NEURAL_BACKENDS = ("transformers", "fairseq2")
+
+
+def _neural(wc):
+    return config["encoders"][wc.encoder]["backend"] in NEURAL_BACKENDS

@@ -1,9 +1,11 @@
 # Raw corpus -> manifest -> fold files.
+# Outputs are update(): a failed re-run restores the previous good outputs (which still match their
+# sidecars) instead of leaving the sidecars orphaned.
 
 
 rule synth_corpus:
     output:
-        summary=f"{RESULTS}/{{corpus}}/synth/IEMOCAP_full_release/synth_summary.json",
+        summary=update(f"{RESULTS}/{{corpus}}/synth/IEMOCAP_full_release/synth_summary.json"),
     params:
         synth=lambda wc: config["corpora"][wc.corpus]["synth"],
         out_dir=lambda wc: corpus_root(wc.corpus),
@@ -20,7 +22,7 @@ rule synth_corpus:
 rule synth_corpus_csv:
     # The demo's spontaneous telephone-style corpus (format generic_csv): corpus.csv + wav/.
     output:
-        csv=f"{RESULTS}/{{corpus}}/synth/generic_csv/corpus.csv",
+        csv=update(f"{RESULTS}/{{corpus}}/synth/generic_csv/corpus.csv"),
     params:
         synth=lambda wc: config["corpora"][wc.corpus]["synth"],
     log:
@@ -33,11 +35,28 @@ rule synth_corpus_csv:
         "../workflow/scripts/synth_spon_corpus.py"
 
 
+rule synth_jtes_corpus:
+    # The demo's JTES (format jtes): jtes_v1.1/wav/<spk>/<emo>/<spk>_<emo>_<NN>.wav + sentences.tsv.
+    output:
+        summary=update(f"{RESULTS}/{{corpus}}/synth/jtes_v1.1/synth_summary.json"),
+    params:
+        synth=lambda wc: config["corpora"][wc.corpus]["synth"],
+        out_dir=lambda wc: corpus_root(wc.corpus),
+    log:
+        f"{RESULTS}/logs/synth_corpus/{{corpus}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/synth_corpus/{{corpus}}.tsv"
+    conda:
+        "../envs/corpus.yaml"
+    script:
+        "../workflow/scripts/synth_jtes_corpus.py"
+
+
 rule ingest:
     input:
         unpack(corpus_inputs),
     output:
-        manifest=f"{RESULTS}/{{corpus}}/manifest.csv",
+        manifest=update(f"{RESULTS}/{{corpus}}/manifest.csv"),
     wildcard_constraints:
         corpus=NATIVE_CORPORA,
     params:
@@ -47,6 +66,9 @@ rule ingest:
         drop_labels=lambda wc: config["corpora"][wc.corpus]["drop_labels"],
         sample_rate=lambda wc: config["corpora"][wc.corpus]["sample_rate"],
         expected_counts=lambda wc: config["corpora"][wc.corpus]["expected_counts"],
+        sessions=lambda wc: config["corpora"][wc.corpus]["sessions"],
+        sentences=lambda wc: config["corpora"][wc.corpus]["sentences"],
+        encoding=lambda wc: config["corpora"][wc.corpus]["encoding"],
     log:
         f"{RESULTS}/logs/ingest/{{corpus}}.log",
     benchmark:
@@ -61,7 +83,7 @@ rule folds:
     input:
         manifest=f"{RESULTS}/{{corpus}}/manifest.csv",
     output:
-        folds=f"{RESULTS}/{{corpus}}/folds/{{protocol}}.csv",
+        folds=update(f"{RESULTS}/{{corpus}}/folds/{{protocol}}.csv"),
     wildcard_constraints:
         corpus=NATIVE_CORPORA,
     params:
@@ -81,7 +103,7 @@ rule union_corpus:
     input:
         unpack(union_inputs("manifests")),
     output:
-        manifest=f"{RESULTS}/{{corpus}}/manifest.csv",
+        manifest=update(f"{RESULTS}/{{corpus}}/manifest.csv"),
     wildcard_constraints:
         corpus=UNION_CORPORA,
     params:
@@ -99,7 +121,7 @@ rule union_folds:
     input:
         unpack(union_inputs("folds")),
     output:
-        folds=f"{RESULTS}/{{corpus}}/folds/{{protocol}}.csv",
+        folds=update(f"{RESULTS}/{{corpus}}/folds/{{protocol}}.csv"),
     wildcard_constraints:
         corpus=UNION_CORPORA,
     params:

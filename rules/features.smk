@@ -5,7 +5,7 @@ rule demo_checkpoint:
     input:
         unpack(demo_checkpoint_inputs),
     output:
-        done=f"{RESULTS}/checkpoints/demo/{{encoder}}/demo_checkpoint.json",
+        done=update(f"{RESULTS}/checkpoints/demo/{{encoder}}/demo_checkpoint.json"),
     params:
         family=lambda wc: config["encoders"][wc.encoder]["family"],
         demo=lambda wc: config["encoders"][wc.encoder]["demo"],
@@ -25,9 +25,12 @@ rule extract_features:
     params:
         spec=lambda wc: encoder_spec(wc.encoder),
     threads: 2
+    # Measured peak RSS: fbank 0.75 GB on the demo corpus (streaming: a 256 MB shard at a time, so about
+    # the same on IEMOCAP); the real-shaped HuBERT-large / DeBERTaV3-large / RoBERTa-large on CPU 2.6 / 2.9 /
+    # 2.1 GB (benchmarks/real_shapes.py, 4 utterances): 8 GB leaves room for a 60 s batch and a shard.
     resources:
-        gpu=1,
-        mem_mb=8000,
+        gpu=lambda wc: 1 if _neural(wc) else 0,
+        mem_mb=lambda wc: 8000 if _neural(wc) else 2000,
         runtime=120,
     log:
         f"{RESULTS}/logs/extract_features/{{corpus}}/{{encoder}}.log",

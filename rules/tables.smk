@@ -1,13 +1,17 @@
 # Paper tables: LaTeX + CSV + Markdown, reported values beside ours, provenance per cell.
+# `tables` aggregate training runs; `corpus_tables` count manifests (Lee et al. Table 1).
+# Outputs are update(): a failed re-run restores the previous good outputs (see rules/corpus.smk).
 
 
 rule table:
     input:
         table_inputs,
     output:
-        tex=report(f"{RESULTS}/tables/{{table}}.tex", category="Tables"),
-        csv=f"{RESULTS}/tables/{{table}}.csv",
-        md=f"{RESULTS}/tables/{{table}}.md",
+        tex=update(report(f"{RESULTS}/tables/{{table}}.tex", category="Tables")),
+        csv=update(f"{RESULTS}/tables/{{table}}.csv"),
+        md=update(f"{RESULTS}/tables/{{table}}.md"),
+    wildcard_constraints:
+        table=RUN_TABLES,
     params:
         spec=lambda wc: {"classes": config["classes"], **table_spec(wc.table)},
         runs=lambda wc: table_runs(wc.table),
@@ -23,10 +27,10 @@ rule confusion:
     input:
         metrics=lambda wc: [f"{d}/metrics.json" for _, _, d in experiment_runs(wc.paper, wc.variant)],
     output:
-        pdf=report(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}.pdf", category="Confusion matrices"),
-        png=f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}.png",
-        tex=f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}.tex",
-        csv=f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}.csv",
+        pdf=update(report(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}.pdf", category="Confusion matrices")),
+        png=update(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}.png"),
+        tex=update(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}.tex"),
+        csv=update(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}.csv"),
     params:
         classes=config["classes"],
         title=lambda wc: f"{wc.paper} / {wc.variant}: test predictions pooled over all folds and seeds",
@@ -44,10 +48,12 @@ rule confusion_by_corpus:
     input:
         metrics=lambda wc: [f"{d}/metrics.json" for _, _, d in experiment_runs(wc.paper, wc.variant)],
     output:
-        pdf=report(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.pdf", category="Confusion matrices"),
-        png=f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.png",
-        tex=f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.tex",
-        csv=f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.csv",
+        pdf=update(
+            report(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.pdf", category="Confusion matrices")
+        ),
+        png=update(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.png"),
+        tex=update(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.tex"),
+        csv=update(f"{RESULTS}/figures/confusion/{{paper}}/{{variant}}/{{corpus}}.csv"),
     params:
         classes=config["classes"],
         title=lambda wc: f"{wc.paper} / {wc.variant}, {wc.corpus} test utterances: pooled over all folds and seeds",
@@ -58,3 +64,42 @@ rule confusion_by_corpus:
         "../envs/report.yaml"
     script:
         "../workflow/scripts/confusion.py"
+
+
+rule corpus_table:
+    input:
+        lambda wc: sorted(corpus_table_manifests(wc.table).values()),
+    output:
+        tex=update(report(f"{RESULTS}/tables/{{table}}.tex", category="Tables")),
+        csv=update(f"{RESULTS}/tables/{{table}}.csv"),
+        md=update(f"{RESULTS}/tables/{{table}}.md"),
+    wildcard_constraints:
+        table=CORPUS_TABLES,
+    params:
+        spec=lambda wc: corpus_table_spec(wc.table),
+        manifests=lambda wc: corpus_table_manifests(wc.table),
+    log:
+        f"{RESULTS}/logs/table/{{table}}.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/corpus_table.py"
+
+
+rule summary:
+    # What `make demo` prints at its end (summary.txt) and the report's page of every table and fusion result.
+    input:
+        tables=[f"{RESULTS}/tables/{t}.csv" for t in enabled_tables()],
+        fusion=[f"{RESULTS}/fusion/{n}.csv" for n in enabled_fusions()],
+    output:
+        txt=update(f"{RESULTS}/summary.txt"),
+        html=update(report(f"{RESULTS}/summary.html", category="Summary")),
+    params:
+        tables={t: summary_spec(t) for t in enabled_tables()},
+        fusion=enabled_fusions(),
+    log:
+        f"{RESULTS}/logs/summary/summary.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/summary.py"

@@ -1,22 +1,31 @@
-# One job per (paper, variant, fold, seed): train on the cached features, predict, score.
+# One job per (paper, variant, fold, seed): train (on cached features, or fine-tuning encoders) and predict;
+# one per experiment: score.  Outputs are update(): a failed re-run restores the previous good outputs
+# (see rules/corpus.smk).
 
 
 rule train:
     input:
         unpack(train_inputs),
     output:
-        predictions=f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/predictions.csv",
-        log_csv=f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/train_log.csv",
-        model=f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/model.pt",
-        provenance=f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/provenance.json",
+        predictions=update(
+            f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/predictions.csv"
+        ),
+        log_csv=update(f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/train_log.csv"),
+        model=update(f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/model.pt"),
+        provenance=update(
+            f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/provenance.json"
+        ),
     params:
         experiment=lambda wc: experiment(wc.paper, wc.variant),
+        train=train_params,
         classes=config["classes"],
     threads: 1
+    # Defaults fit the heads-on-cached-features runs; fine-tuning experiments set `resources` from
+    # benchmarks/real_shapes.py (config comments give the figures).
     resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=240,
+        gpu=_train_resource("gpu", 1),
+        mem_mb=_train_resource("mem_mb", 8000),
+        runtime=_train_resource("runtime", 240),
     log:
         f"{RESULTS}/logs/train/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}_seed{{seed}}.log",
     benchmark:
@@ -27,17 +36,27 @@ rule train:
         "../workflow/scripts/train.py"
 
 
-rule score:
-    input:
-        predictions=rules.train.output.predictions,
-    output:
-        metrics=f"{RESULTS}/runs/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}/seed{{seed}}/metrics.json",
-    params:
-        classes=config["classes"],
-        corpus=lambda wc: experiment(wc.paper, wc.variant)["corpus"],
-    log:
-        f"{RESULTS}/logs/score/{{paper}}/{{variant}}/{{protocol}}/fold{{fold}}_seed{{seed}}.log",
-    conda:
-        "../envs/report.yaml"
-    script:
-        "../workflow/scripts/score.py"
+# Scoring: one job per experiment (not per run) writes the metrics.json of each of its runs, so the
+# metrics are recomputed without retraining (--forcerun score_<paper>_<variant>) at one process each.
+# A rule's outputs are fixed when it is defined and experiments differ in folds and seeds, so the
+# rules are defined here in a loop: score_<paper>_<variant> (see experiment_rule_name).
+for _paper, _variant in all_experiments():
+    _runs = experiment_runs(_paper, _variant)
+
+    rule:
+        name:
+            experiment_rule_name("score", _paper, _variant)
+        input:
+            predictions=[f"{d}/predictions.csv" for _, _, d in _runs],
+        output:
+            metrics=update([f"{d}/metrics.json" for _, _, d in _runs]),
+        params:
+            runs=[{"fold": k, "seed": s} for k, s, _ in _runs],
+            classes=config["classes"],
+            corpus=experiment(_paper, _variant)["corpus"],
+        log:
+            f"{RESULTS}/logs/score/{_paper}/{_variant}.log",
+        conda:
+            "../envs/report.yaml"
+        script:
+            "../workflow/scripts/score.py"

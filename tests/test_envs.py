@@ -54,13 +54,16 @@ def test_every_rule_names_an_existing_env_and_a_log():
     rules = {}
     for smk in sorted((REPO / "rules").glob("*.smk")):
         text = smk.read_text()
-        for block in re.split(r"\n(?=rule |checkpoint )", text):
-            m = re.match(r"(?:rule|checkpoint) (\w+):", block.strip())
+        # A rule defined in a loop (per experiment) is anonymous and takes its name from `name:`.
+        for block in re.split(r"\n(?=\s*rule[ :]|checkpoint )", text):
+            m = re.match(r"(?:rule|checkpoint) (\w+):|rule:\s*\n\s*name:\s*\n\s*(.+)", block.strip())
             if not m:
                 continue
+            m = [None, m[1] or m[2]]
             rules[m[1]] = block
             env = re.search(r'conda:\s*\n\s*"\.\./envs/([\w\-]+\.yaml)"', block)
             assert env, f"{smk.name}: rule {m[1]} has no conda: env"
             assert (REPO / "envs" / env[1]).exists(), f"{smk.name}: rule {m[1]}: envs/{env[1]} does not exist"
             assert re.search(r"\n\s*log:\s*\n", block), f"{smk.name}: rule {m[1]} has no log:"
-    assert {"ingest", "folds", "extract_features", "train", "score", "table"} <= set(rules)
+    assert {"ingest", "folds", "extract_features", "train", 'experiment_rule_name("score", _paper, _variant)',
+            "table"} <= set(rules)

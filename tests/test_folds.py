@@ -65,5 +65,5 @@ def test_check_folds_catches_leaks(manifest):
     leaked = folds.copy()
     i = leaked.index[(leaked["fold"] == 1) & (leaked["split"] == "train")][0]
     leaked.loc[i, "split"] = "test"  # one utterance now tested twice, its speaker in two splits
-    with pytest.raises(AssertionError):
-        check_folds(leaked, labelled(manifest))
+    with pytest.raises(InputError, match="speaker in two splits of one fold"):
+        check_folds(leaked, labelled(manifest), where="loso5.csv")

@@ -17,6 +17,7 @@ import pytest
 from sklearn.metrics import accuracy_score, recall_score
 
 from emorepro import fusion as F
+from emorepro.fusion import exact as FX
 
 
 # --------------------------------------------------------------------------------------
@@ -92,8 +93,8 @@ def kernel(request):
 @pytest.fixture
 def split_items(monkeypatch):
     """Force the work-item splitting (prefix subtrees, thread merge) even on tiny problems."""
-    monkeypatch.setattr(F, "_SPLIT1", 3)
-    monkeypatch.setattr(F, "_SPLIT2", 30)
+    monkeypatch.setattr(FX, "_SPLIT1", 3)
+    monkeypatch.setattr(FX, "_SPLIT2", 30)
 
 
 def random_case(rng, integer):
@@ -230,7 +231,7 @@ def test_set_tables_hold_the_sums_of_every_set():
     # Each lane table, whether extended from the next smaller one or gathered (a cut that
     # leaves the smaller table too short), holds the sum over its sets, in lexicographic
     # order, ending at the last lane.
-    from emorepro import fusion_kernels as FK
+    from emorepro.fusion import kernels as FK
 
     rng = np.random.default_rng(5)
     n = 9
@@ -486,3 +487,316 @@ def test_run_fusion_writes_table(tmp_path):
         assert idx == F.exact_search(data.logits, data.labels, [k])[k].subset
     js = json.loads(out_json.read_text())
     assert len(js["rows"]) == len(rows) and all(np.array(r["confusion"]).shape == (4, 4) for r in js["rows"])
+
+
+# --------------------------------------------------------------------------------------
+# Searches that cannot finish are refused, long ones show progress (issue 14)
+# --------------------------------------------------------------------------------------
+def _refuse_before_any_work(monkeypatch):
+    """Make the beam (the search's first expensive step) fail loudly if it is reached."""
+    def boom(*a, **k):
+        raise AssertionError("the search started working instead of refusing")
+    monkeypatch.setattr(FX, "_beam", boom)
+
+
+def test_exact_search_refuses_sizes_that_cannot_finish(monkeypatch):
+    logits, labels = F.synthetic_trials(64, 2000, 4, 0)
+    _refuse_before_any_work(monkeypatch)
+    with pytest.raises(F.SearchTooLarge) as e:
+        F.exact_search(logits, labels, "all")
+    msg = str(e.value)
+    # names the largest sizes, their subset counts and estimates, and what would fit
+    assert "exact search over 64 trials" in msg and "k=32: C(64,32) = 1.83e+18 subsets, about" in msg
+    assert "years" in msg and "sizes within it on their own: 1-" in msg
+    assert isinstance(e.value, ValueError)
+    # the estimate scales with C(n, k) and the open utterances, and a budget lifts the refusal
+    est = F.search_estimates(logits, labels, [8, 9])
+    assert est[9] > 4 * est[8]
+    with pytest.raises(F.SearchTooLarge, match=r"k=9: C\(64,9\)"):
+        F.exact_search(logits, labels, [9], max_seconds=est[9] / 2)
+
+
+def test_progress_bar_on_long_searches(capsys, monkeypatch):
+    rng = np.random.default_rng(1)
+    logits, labels = random_case(rng, integer=False)
+    F.exact_search(logits, labels, [2], progress=True)
+    assert "subsets" in capsys.readouterr().err  # tqdm's bar, in subsets
+    F.exact_search(logits, labels, [2])  # default: tiny estimate, no bar
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(FX, "PROGRESS_SECONDS", 0.0)  # default: a bar once the estimate is long
+    F.exact_search(logits, labels, [2])
+    assert "exact search" in capsys.readouterr().err
+
+
+def _cli(capsys, *args):
+    """Run the emorepro CLI in-process: (exit code, stdout, stderr); any other exception (a
+    traceback for a user) propagates and fails the test."""
+    from emorepro.cli import main
+
+    capsys.readouterr()
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_cli_fusion_search_refuses_all_k_on_64_trials(tmp_path, capsys):
+    logits, labels = F.synthetic_trials(64, 2000, 4, 0)
+    npz, out = tmp_path / "t64.npz", tmp_path / "out.json"
+    np.savez(npz, logits=logits, labels=labels)
+    rc, _, err = _cli(capsys, "fusion", "search", "--npz", str(npz), "--all-k", "-o", str(out))
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"emorepro: error: {npz}: exact search over 64 trials") and "k=32: C(64,32)" in err
+    assert not out.exists()
+    # the sizes it names as fitting do run (and write their result)
+    rc, _, err = _cli(capsys, "fusion", "search", "--npz", str(npz), "--k", "1", "2", "-o", str(out), "--no-progress")
+    assert rc == 0 and json.loads(out.read_text())["results"].keys() == {"1", "2"}
+
+
+def test_cli_fusion_search_bad_input_is_one_line_exit_2_naming_the_file(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    logits, labels = random_case(rng, integer=False)
+    n, N, _ = logits.shape
+    cases = {
+        "missing.npz": None,
+        "nolabels.npz": {"logits": logits},
+        "flat.npz": {"logits": logits[0], "labels": labels},
+        "nan.npz": {"logits": np.where(np.arange(N)[None, :, None] == 2, np.nan, logits), "labels": labels},
+        "badlabel.npz": {"logits": logits, "labels": labels + 10},
+        "ids1d.npz": {"logits": logits, "labels": labels, "utt_ids": np.array([f"u{j}" for j in range(N)])},
+        "notnpz.npz": "text",
+    }
+    for name, arrays in cases.items():
+        path = tmp_path / name
+        if isinstance(arrays, dict):
+            np.savez(path, **arrays)
+        elif arrays == "text":
+            path.write_text("not an npz\n")
+        out = tmp_path / f"{name}.json"
+        rc, _, err = _cli(capsys, "fusion", "search", "--npz", str(path), "--k", "1", "-o", str(out))
+        assert rc == 2, (name, err)
+        assert err.startswith(f"emorepro: error: {path}: ") and err.count("\n") == 1, (name, err)
+        assert not out.exists()
+    ok = tmp_path / "ok.npz"
+    np.savez(ok, logits=logits, labels=labels)
+    rc, _, err = _cli(capsys, "fusion", "search", "--npz", str(ok), "--k", str(n + 1), "-o", str(tmp_path / "o.json"))
+    assert rc == 2 and f"{ok}: k={n + 1} outside 1..{n}" in err
+
+
+def test_npz_utterance_ids_are_checked_like_the_csv_path(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    logits, labels = random_case(rng, integer=False)
+    n, N, _ = logits.shape
+    ids = np.array([[f"Ses01_u{j:03d}" for j in range(N)]] * n)
+    good = tmp_path / "good.npz"
+    np.savez(good, logits=logits, labels=labels, utt_ids=ids, trials=np.array([f"t{i}" for i in range(n)]))
+    doc = F.search_npz(good, [1, 2])
+    assert doc["utt_ids_checked"] and doc["trials"][0] == "t0"
+    # the last trial lists two utterances in the other order: its rows no longer align
+    swapped = ids.copy()
+    swapped[-1, [3, 4]] = swapped[-1, [4, 3]]
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, logits=logits, labels=labels, utt_ids=swapped, trials=np.array([f"t{i}" for i in range(n)]))
+    with pytest.raises(ValueError, match=rf"bad.npz: trial 't{n - 1}': rows differ at position 3: "
+                                         r"utt_id 'Ses01_u004' \(expected 'Ses01_u003'"):
+        F.search_npz(bad, [1])
+    rc, _, err = _cli(capsys, "fusion", "search", "--npz", str(bad), "--k", "1", "-o", str(tmp_path / "b.json"))
+    assert rc == 2 and "position 3" in err
+    # without ids the search runs, and says that it could not check
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, logits=logits, labels=labels)
+    rc, _, err = _cli(capsys, "fusion", "search", "--npz", str(plain), "--k", "1", "-o", str(tmp_path / "p.json"))
+    assert rc == 0 and "no utt_ids" in err
+    assert json.loads((tmp_path / "p.json").read_text())["utt_ids_checked"] is False
+
+
+def test_config_check_refuses_at_parse_time_what_cannot_finish():
+    from emorepro.fusion.budget import check_config
+
+    check_config("lee_full70", {"ks": [70], "honest_ks": None, "max_hours": 4}, 70, 2)  # full integration
+    check_config("lee30", {"ks": "all", "honest_ks": None, "max_hours": 4}, 30, 2)  # 2**30 subsets: minutes
+    with pytest.raises(ValueError, match=r"config: fusion\.lee_all70\.ks \(70 trials.*k=35: C\(70,35\).*at least"):
+        check_config("lee_all70", {"ks": "all", "honest_ks": None, "max_hours": 4}, 70, 2)
+    with pytest.raises(ValueError, match=r"config: fusion\.x\.ks/honest_ks: k=31 outside 1\.\.30"):
+        check_config("x", {"ks": [31]}, 30, 2)
+    with pytest.raises(ValueError, match=r"config: fusion\.y\.honest_ks .*k=32"):
+        check_config("y", {"ks": [64], "honest_ks": [32]}, 64, 2)
+
+
+def test_workflow_plans_a_runtime_and_refuses_all_k_of_64_trials_at_parse_time(tmp_path):
+    """snakemake -n: the fusion rule requests a runtime from max_hours; every k of 64 trials fails at parse."""
+    from tests.workflow_utils import make_workdir, run_snakemake
+
+    wd = make_workdir(tmp_path)
+    base = ("fusion:\n  f:\n    paper: zhang2022\n    experiments: [zhang2022/baseline_act]\n")
+    (wd / "f.yaml").write_text(base + "    ks: [1, 2]\n    max_hours: 0.5\n")
+    r = run_snakemake(wd, "-n", "results/fusion/f.csv", "--configfile", "config/demo.yaml", "f.yaml")
+    assert "runtime=75" in r.stdout  # 1.5 x 0.5 h + 30 min
+    (wd / "g.yaml").write_text("experiments:\n  zhang2022:\n    baseline_act: {seeds: " + str(list(range(64))) + "}\n"
+                               + base + "    ks: all\n")
+    r = run_snakemake(wd, "-n", "results/fusion/f.csv", "--configfile", "config/demo.yaml", "g.yaml", check=False)
+    assert r.returncode != 0
+    assert "config: fusion.f.ks (64 trials" in r.stdout + r.stderr and "k=32: C(64,32)" in r.stdout + r.stderr
+
+
+# --------------------------------------------------------------------------------------
+# Validation selection per fold (issue 15)
+# --------------------------------------------------------------------------------------
+def _lospk_like_trials(root, labels, n_trials=6, n_folds=4, per_fold=30, C=4, seed=0, corpus_of=None):
+    """Trials in the layout of lospk10 / loso5_val: fold f tests speaker f and validates on
+    speaker f+1 (cyclic), so the validation rows of all folds cover every test utterance.
+
+    ``labels``: utt_id -> label written in every row of that utterance (test or val);
+    the logits do not depend on it (they come from ``seed`` and a fixed truth).
+    """
+    rng = np.random.default_rng(seed)
+    utts = {f: [f"spk{f}_u{j:02d}" for j in range(per_fold)] for f in range(1, n_folds + 1)}
+    truth = {u: (i * 7 + 3) % C for i, u in enumerate(u for f in utts for u in utts[f])}
+    trials = {}
+    for t in range(n_trials):
+        quality = 1.0 + 0.05 * t  # trials of similar strength: the choice depends on the labels
+        runs = []
+        for f in range(1, n_folds + 1):
+            rows = []
+            for split, spk in (("test", f), ("val", f % n_folds + 1)):
+                for u in utts[spk]:
+                    lg = quality * np.eye(C)[truth[u]] + rng.standard_normal(C)
+                    rows.append((u, f, split, labels.get(u, truth[u]), lg))
+            run = root / f"trial{t}" / f"fold{f}"
+            run.mkdir(parents=True, exist_ok=True)
+            with open(run / "predictions.csv", "w", newline="") as fh:
+                w = csv.writer(fh)
+                extra = ["corpus"] if corpus_of else []
+                w.writerow(["utt_id", "fold", "split", "label", "pred"] + [f"logit_{c}" for c in range(C)] + extra)
+                for u, fold, split, label, lg in rows:
+                    w.writerow([u, fold, split, label, int(np.argmax(lg))] + [repr(float(x)) for x in lg]
+                               + ([corpus_of(u)] if corpus_of else []))
+            runs.append(run)
+        trials[f"trial{t}"] = runs
+    return trials, utts, truth
+
+
+def _per_fold(row):
+    return dict(part.split("=") for part in row["subset_idx"].split(";"))
+
+
+def test_validation_selection_never_sees_the_labels_it_is_scored_on(tmp_path):
+    """Permuting the labels of fold 2's test utterances (wherever they occur) leaves the subsets
+    chosen for fold 2 unchanged, by validation and by cross-fold selection."""
+    k, held = 3, "2"
+
+    def fuse(tag, labels):
+        trials, utts, truth = _lospk_like_trials(tmp_path / tag, labels)
+        doc = F.run_fusion(trials, [k], tmp_path / f"{tag}.csv", tmp_path / f"{tag}.json", honest_ks=[k])
+        rows = {r["method"]: r for r in doc["rows"] if r["k"] == k}
+        data = F.load_trials(trials)
+        pooled = F.exact_search(data.val_logits, data.val_labels, [k])[k].subset  # the old, pooled selection
+        return _per_fold(rows["validation"]), _per_fold(rows["crossfold"]), pooled, utts, truth
+
+    val0, cross0, pooled0, utts, truth = fuse("ref", {})
+    assert set(val0) == {"1", "2", "3", "4"}  # one subset per fold, each chosen on its own validation rows
+    rng = np.random.default_rng(0)
+    pooled_moved = other_moved = False
+    for i in range(6):
+        perm = dict(zip(utts[2], rng.permutation([truth[u] for u in utts[2]]).tolist()))
+        val, cross, pooled, _, _ = fuse(f"perm{i}", perm)
+        assert val[held] == val0[held] and cross[held] == cross0[held]
+        pooled_moved |= pooled != pooled0  # selection on all validation rows sees fold 2's labels
+        other_moved |= val["1"] != val0["1"]  # fold 1 validates on fold 2's speaker: its choice may move
+    assert pooled_moved and other_moved  # the test has teeth: the labels do matter to the other choices
+
+
+def test_validation_selection_per_fold_scores_each_fold_with_its_own_subset():
+    logits, labels, folds = _folded_case(seed=6, n_folds=3)
+    val_folds = np.roll(folds, len(folds) // 3)  # fold f validates on the utterances fold f+1 tests
+    h = F.validation_selection(logits, labels, logits, labels, 2, val_folds=val_folds, test_folds=folds)
+    pred = np.empty(len(labels), int)
+    for f, subset in h.subsets.items():
+        assert subset == F.exact_search(logits[:, val_folds == f], labels[val_folds == f], [2])[2].subset
+        pred[folds == f] = F.fused_predictions(logits[:, folds == f], subset)
+    assert h.uar == pytest.approx(recall_score(labels, pred, average="macro", labels=np.unique(labels)))
+    ids = [f"u{i}" for i in range(len(labels))]
+    with pytest.raises(ValueError, match=r"fold 1: utterance 'u0' is both a validation and a test row"):
+        F.validation_selection(logits, labels, logits, labels, 2, val_folds=folds, test_folds=folds,
+                               val_utt_ids=ids, test_utt_ids=ids)
+
+
+# --------------------------------------------------------------------------------------
+# Lee et al.: one corpus of multi-corpus runs, 40 and 70 trials (issue 17)
+# --------------------------------------------------------------------------------------
+def test_fusion_set_restricted_to_one_corpus_uses_only_its_utterances(tmp_path):
+    # Odd utterances of every speaker are "jtes", even ones "iemocap" (a union corpus's runs
+    # carry the column; its fold k tests and validates on both corpora).
+    def corpus_of(u):
+        return "jtes" if int(u[-2:]) % 2 else "iemocap"
+
+    trials, utts, _ = _lospk_like_trials(tmp_path / "union", {}, corpus_of=corpus_of)
+    doc = F.run_fusion(trials, "all", tmp_path / "j.csv", tmp_path / "j.json", corpus="jtes")
+    data = F.load_trials(trials, corpus="jtes")
+    jtes = [u for f in utts for u in utts[f] if corpus_of(u) == "jtes"]
+    assert doc["corpus"] == "jtes" and doc["n_utts"] == len(jtes) == 60
+    assert sorted(data.utt_ids) == sorted(jtes) and set(data.val_utt_ids) == set(jtes)
+    assert {"exact", "crossfold", "validation"} <= {r["method"] for r in doc["rows"]}
+    # The same table as fusing files that hold the JTES rows only (no corpus column).
+    only = {}
+    for name, runs in trials.items():
+        only[name] = []
+        for run in runs:
+            with open(run / "predictions.csv", newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            keep = [r for r in rows if r["corpus"] == "jtes"]
+            out = tmp_path / "only" / name / run.name
+            out.mkdir(parents=True)
+            with open(out / "predictions.csv", "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=[c for c in rows[0] if c != "corpus"], extrasaction="ignore")
+                w.writeheader()
+                w.writerows(keep)
+            only[name].append(out)
+    ref = F.run_fusion(only, "all", tmp_path / "o.csv", tmp_path / "o.json")
+    def strip(d):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in d["rows"]]
+
+    assert strip(doc) == strip(ref)
+    # the exact k = 1 row is the best single trial on the JTES test utterances
+    best1 = max(recall_score(data.labels, np.argmax(data.logits[i], axis=1), average="macro",
+                             labels=np.unique(data.labels)) for i in range(6))
+    assert next(r for r in doc["rows"] if r["method"] == "exact" and r["k"] == 1)["uar"] == pytest.approx(best1)
+    with pytest.raises(ValueError, match=r"trial 'trial0': no test rows of corpus 'msp' .*corpora present: "
+                                         r"iemocap, jtes"):
+        F.load_trials(trials, corpus="msp")
+    with pytest.raises(ValueError, match=r"only/trial0/fold1/predictions.csv: no `corpus` column.*'jtes'"):
+        F.run_fusion(only, [1], tmp_path / "x.csv", tmp_path / "x.json", corpus="jtes")
+    assert not (tmp_path / "x.csv").exists()
+    # Speakers 1 and 3 "jtes": fold 1 validates on speaker 2, of the other corpus, so there is
+    # no honest validation row for JTES, and the table says why.
+    def by_speaker(u):
+        return "jtes" if u.startswith(("spk1_", "spk3_")) else "iemocap"
+
+    trials, _, _ = _lospk_like_trials(tmp_path / "union2", {}, corpus_of=by_speaker)
+    doc = F.run_fusion(trials, [2], tmp_path / "s.csv", tmp_path / "s.json", corpus="jtes")
+    assert "validation" not in {r["method"] for r in doc["rows"]} and doc["n_utts"] == 60
+    assert "fold(s) 1, 3 have test rows but no validation rows of corpus 'jtes'" in doc["notes"][0]
+
+
+def test_full_integration_of_70_trials_runs_and_all_k_is_refused(tmp_path, monkeypatch):
+    n, folds, per_fold, C = 70, 2, 8, 4
+    trials, _ = make_trials(tmp_path, n_trials=n, n_folds=folds, per_fold=per_fold, C=C, seed=7)
+    doc = F.run_fusion(trials, [n], tmp_path / "f.csv", tmp_path / "f.json")
+    rows = {(r["method"], r["k"]): r for r in doc["rows"]}
+    assert set(rows) == {("exact", n), ("greedy", n), ("beam", n), ("full", n), ("crossfold", n), ("validation", n)}
+    data = F.load_trials(trials)
+    pred = np.argmax(data.logits.sum(axis=0), axis=1)
+    full = recall_score(data.labels, pred, average="macro", labels=np.unique(data.labels))
+    assert all(r["uar"] == pytest.approx(full) for (m, _), r in rows.items() if m in ("exact", "greedy", "beam", "full"))
+    assert rows[("exact", n)]["subset_idx"] == "+".join(map(str, range(n)))
+    # heuristics and honest rows are skippable by config
+    lean = F.run_fusion(trials, [n], tmp_path / "g.csv", tmp_path / "g.json", heuristics=[], honest_ks=[])
+    assert [(r["method"], r["k"]) for r in lean["rows"]] == [("exact", n), ("full", n)]
+    # 40 and 70 trials over IEMOCAP's 5,531 utterances: full integration runs; every k is
+    # refused before any work
+    big = {n_trials: F.synthetic_trials(n_trials, 5531, 4, 0) for n_trials in (40, 70)}
+    for n_trials, (logits, labels) in big.items():
+        assert F.exact_search(logits, labels, [n_trials])[n_trials].subset == tuple(range(n_trials))
+    _refuse_before_any_work(monkeypatch)
+    for n_trials, (logits, labels) in big.items():
+        with pytest.raises(F.SearchTooLarge, match=rf"exact search over {n_trials} trials"):
+            F.exact_search(logits, labels, "all")

@@ -7,7 +7,6 @@ from :func:`emorepro.encoders.demo.make_demo_checkpoint`.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import math
 
@@ -80,13 +79,14 @@ def corpus(tmp_path_factory):
     return root
 
 
-def train(corpus, out, *, seed=1, model_params=None, epochs=3, selection="val_uar", data=None, caches="both"):
+def train(corpus, out, *, seed=1, model_params=None, epochs=3, selection="val_uar", data=None, caches="both",
+          **extra):
     cs = {"audio": str(corpus / "audio"), "text": str(corpus / "text")} if caches == "both" else {}
     return run_training(manifest_csv=str(corpus / "manifest.csv"), folds_csv=str(corpus / "folds.csv"), caches=cs,
                         fold=1, seed=seed, classes=CLASSES, model="ispas_mm",
                         model_params={**SMALL, **(model_params or {})}, out_dir=str(out), device="cpu",
                         train={"epochs": epochs, "batch_size": 8, "lr": 3e-3, "weight_decay": 0.0, "grad_clip": 1.0,
-                               "selection": selection, "data": data or {}})
+                               "selection": selection, "data": data or {}, **extra})
 
 
 def toy_batch(B=3, Ta=20, Tt=6, da=12, dt=10, seed=0):
@@ -414,12 +414,12 @@ def checkpoints(corpus, tmp_path_factory):
 
 def test_finetune_trains_transformers_but_not_cnn_or_embeddings(corpus, checkpoints, tmp_path, monkeypatch):
     import transformers
+    from safetensors.torch import load_file
 
+    from emorepro.audio import read_wav
     from emorepro.encoders import load_encoder
-    from emorepro.features.cache import read_wav
 
-    data = {"encoders": "finetune", "audio_checkpoint": str(checkpoints / "hubert"),
-            "text_checkpoint": str(checkpoints / "deberta")}
+    finetune = {"audio": {"checkpoint": str(checkpoints / "hubert")}, "text": {"checkpoint": str(checkpoints / "deberta")}}
     # at initialisation the on-the-fly features equal the frozen encoder's (the cache's) features
     spec = EncoderSpec(name="h", family="hubert", backend="transformers", checkpoint=str(checkpoints / "hubert"))
     ref = load_encoder(spec, device="cpu")
@@ -432,29 +432,35 @@ def test_finetune_trains_transformers_but_not_cnn_or_embeddings(corpus, checkpoi
         orig(self, epoch, net)
         if epoch == 1:
             net.eval()
-            b = self._raw_batch(list(man["utt_id"][:3]))
+            enc = self.ctx.encoders["audio"]
+            assert net.audio_encoder is enc and net.text_encoder is self.ctx.encoders["text"]   # handed over, not loaded
             with torch.no_grad():
-                feats, mask = net._audio(b["wav"], b["wav_lens"])
+                out = enc(**enc.collate([self.ctx.audio(u) for u in man["utt_id"][:3]]))
             for i, r in enumerate(ref.encode(wavs)):
-                np.testing.assert_allclose(feats[i, : int(mask[i].sum())].numpy(), r[0], atol=1e-4, rtol=1e-4)
+                np.testing.assert_allclose(out["hidden"][i, : int(out["mask"][i].sum())].numpy(), r[0], atol=1e-4, rtol=1e-4)
             net.train()
         snaps.append((self.rmm_history[-1]["masked"], {k: p.detach().clone() for k, p in net.named_parameters()}))
 
     monkeypatch.setattr(I.IspasRecipe, "on_epoch_start", spy)
     # p = 1.0 at epoch 1 (one encoder masked and frozen), 0 at epoch 2
-    train(corpus, tmp_path / "ft", model_params={"rmm": True, "rmm_p_start": 1.0}, epochs=2, selection="last",
-          data=data, caches="none")
+    s = train(corpus, tmp_path / "ft", model_params={"rmm": True, "rmm_p_start": 1.0}, epochs=2, selection="last",
+              caches="none", finetune=finetune, keep_model=True)
     (m1, p1), (m2, p2) = snaps
     assert m1 in ("audio", "text") and m2 is None
-    state = torch.load(tmp_path / "ft/model.pt")["state_dict"]
+    rec = torch.load(tmp_path / "ft/model.pt", weights_only=False)
+    assert not any(k.startswith(("audio_encoder.", "text_encoder.")) for k in rec["state_dict"])   # heads only
     hub = transformers.AutoModel.from_pretrained(str(checkpoints / "hubert")).state_dict()
     deb = transformers.AutoModel.from_pretrained(str(checkpoints / "deberta")).state_dict()
-    for prefix, orig_sd in (("audio_encoder.", hub), ("text_encoder.", deb)):
+    for role, orig_sd in (("audio", hub), ("text", deb)):
+        kept = load_file(str(tmp_path / f"ft/encoder_{role}/model.safetensors"))   # a loadable checkpoint directory
+        assert rec["encoders"][role]["dir"] == f"encoder_{role}" and set(kept) == set(orig_sd)
         for k, v in orig_sd.items():
             if k.endswith("masked_spec_embed"):
                 continue
             frozen = k.startswith(("feature_extractor.", "embeddings."))
-            assert torch.equal(state[prefix + k], v) == frozen, prefix + k
+            assert torch.equal(kept[k], v) == frozen, (role, k)
+    assert s["encoders"]["audio"]["freeze_cnn"] and s["encoders"]["text"]["freeze_embeddings"]
+    assert s["encoders"]["audio"]["layerdrop"] == pytest.approx(0.1)   # the checkpoint's, recorded as used
     # epoch 1: the masked modality's encoder did not move; the other one did
     masked_enc = "audio_encoder." if m1 == "audio" else "text_encoder."
     other_enc = "text_encoder." if m1 == "audio" else "audio_encoder."
@@ -472,6 +478,7 @@ def test_table2_spec_renders_single_task_cells_as_dashes(tmp_path, monkeypatch):
     import yte
 
     from emorepro import steps
+    from emorepro.provenance import now, write_provenance
     from tests.conftest import REPO
 
     monkeypatch.chdir(tmp_path)
@@ -500,6 +507,8 @@ def test_table2_spec_renders_single_task_cells_as_dashes(tmp_path, monkeypatch):
                     df = df.assign(valence_pred=v + 0.1 * rng.random(40), valence_true=v,
                                    arousal_pred=v, arousal_true=v + 0.2 * rng.random(40))
                 df.to_csv(d / "predictions.csv", index=False)
+                write_provenance(d, rule="train", params={}, inputs=None, outputs=[d / "predictions.csv"],
+                                 started=now())   # the score step checks its input against this
                 steps.score(str(d / "predictions.csv"), str(d / "metrics.json"), classes=CLASSES, fold=fold, seed=seed)
                 runs[r["name"]].append({"metrics": str(d / "metrics.json"), "fold": fold, "seed": seed})
     out = tmp_path / "t"

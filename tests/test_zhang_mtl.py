@@ -150,11 +150,21 @@ def test_stratified_subset_takes_half_of_every_stratum_and_is_seeded():
     assert stratified_subset(ids, strata, 1.0, seed=3) == ids
 
 
+def _with_training_set(ctx):
+    """What the loop does: the recipe's training-set hook replaces the fold's training split."""
+    before = list(ctx.splits["train"])
+    chosen = ZhangStyleRecipe.training_set(ctx)
+    assert ctx.splits["train"] == before                       # the hook never mutates the shared splits
+    if chosen is not None:
+        ctx.splits = {**ctx.splits, "train": chosen}
+    return ctx
+
+
 def test_half_variant_trains_on_half_of_the_combined_split_stratified_by_corpus_and_class():
     full = _union_ctx()
     n_train = len(full.splits["train"])
     test_before = list(full.splits["test"])
-    ctx = _union_ctx(data={"train_fraction": 0.5})
+    ctx = _with_training_set(_union_ctx(data={"train_fraction": 0.5}))
     r = ZhangStyleRecipe(ctx)
     train = ctx.splits["train"]
     assert len(train) == round(n_train / 2) and len(r.y["train"]) == len(train)
@@ -164,14 +174,11 @@ def test_half_variant_trains_on_half_of_the_combined_split_stratified_by_corpus_
     after = m.loc[train].groupby(["corpus", "label"]).size().reindex(before.index, fill_value=0)
     assert ((after - before / 2).abs() <= 0.5 + 1e-9).all()
     # Seeded by the run's seed (or data.subsample_seed): same seed, same subset.
-    again = _union_ctx(data={"train_fraction": 0.5})
-    ZhangStyleRecipe(again)
+    again = _with_training_set(_union_ctx(data={"train_fraction": 0.5}))
     assert again.splits["train"] == train
-    other = _union_ctx(data={"train_fraction": 0.5}, seed=2)
-    ZhangStyleRecipe(other)
+    other = _with_training_set(_union_ctx(data={"train_fraction": 0.5}, seed=2))
     assert other.splits["train"] != train
-    pinned = _union_ctx(data={"train_fraction": 0.5, "subsample_seed": 1}, seed=2)
-    ZhangStyleRecipe(pinned)
+    pinned = _with_training_set(_union_ctx(data={"train_fraction": 0.5, "subsample_seed": 1}, seed=2))
     assert pinned.splits["train"] == train
 
 
@@ -247,6 +254,7 @@ def test_spon_synth_has_spons_label_proportions_and_no_speakers(spon):
 
 def test_random5_folds_of_the_spontaneous_corpus_are_sound(spon, tmp_path):
     from emorepro.folds import check_folds, make_folds
+    from emorepro.provenance import now, write_provenance
     from emorepro.steps import make_folds as make_folds_step
 
     _, _, manifest = spon
@@ -266,6 +274,7 @@ def test_random5_folds_of_the_spontaneous_corpus_are_sound(spon, tmp_path):
     # The step writes the same table and checks it (speakers are absent, so only the split rules apply).
     mcsv = tmp_path / "manifest.csv"
     manifest.to_csv(mcsv, index=False)
+    write_provenance(mcsv, rule="ingest", params={}, inputs=None, outputs=[mcsv], started=now())  # steps check it
     make_folds_step(str(mcsv), str(tmp_path / "random5.csv"), scheme="random5", val_policy="none", seed=0)
     assert pd.read_csv(tmp_path / "random5.csv").equals(folds)
 

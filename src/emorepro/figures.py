@@ -5,7 +5,6 @@ class order from config.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -20,7 +19,7 @@ def summed_confusion(metrics_files: Sequence[str], classes: Sequence[str], corpu
     """Sum the ``confusion`` counts of several runs, re-ordered to ``classes``.
 
     With ``corpus``, only that corpus's test utterances (``by_corpus.<corpus>.confusion``)."""
-    from .tables import check_against_sidecar
+    from .provenance import check_against_sidecar
 
     total = np.zeros((len(classes), len(classes)), dtype=np.int64)
     for f in metrics_files:

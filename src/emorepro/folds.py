@@ -120,17 +120,51 @@ def make_folds(manifest, protocol: str, val_policy: str, seed: int = 0):
     return PROTOCOLS[protocol](df, val_policy=val_policy, seed=seed)
 
 
-def check_folds(folds, manifest=None) -> None:
-    """Soundness: no speaker in two splits of one fold, every utterance tested exactly once."""
+def check_folds(folds, manifest=None, where: str = "folds") -> None:
+    """Soundness: no utterance or speaker in two splits of one fold, every utterance tested exactly once.
+
+    Raises :class:`InputError` naming ``where`` (the fold file) and the first offenders.  The fold step
+    runs it on what it writes, and the training step again on what it reads.
+    """
+    check_fold_splits(folds, manifest, where)
     tested = folds[folds["split"] == "test"]["utt_id"].value_counts()
     if (tested != 1).any():
-        raise AssertionError(f"utterances tested more than once: {list(tested[tested != 1].index[:5])}")
+        raise InputError(f"{where}: utterances tested more than once: {list(tested[tested != 1].index[:5])}")
     all_utts = set(folds["utt_id"])
     if set(tested.index) != all_utts:
-        raise AssertionError(f"utterances never tested: {sorted(all_utts - set(tested.index))[:5]}")
-    if manifest is not None and (manifest["speaker"].fillna("") != "").all():
+        raise InputError(f"{where}: utterances never tested: {sorted(all_utts - set(tested.index))[:5]}")
+
+
+def check_fold_splits(folds, manifest=None, where: str = "folds") -> None:
+    """Within each fold: splits are train/val/test, no utterance in two splits, no speaker in two splits.
+
+    (The per-fold part of :func:`check_folds`: what one training run relies on.)"""
+    bad = sorted(set(folds["split"]) - set(SPLITS))
+    if bad:
+        raise InputError(f"{where}: unknown split(s) {bad}; expected {list(SPLITS)}")
+    dup = folds.duplicated(["fold", "utt_id"], keep=False)
+    if dup.any():
+        rows = folds[dup]
+        raise InputError(f"{where}: utterance(s) listed twice in one fold: "
+                         f"{sorted(set(zip(rows['fold'].tolist(), rows['utt_id'].tolist())))[:3]}")
+    if manifest is not None and "speaker" in manifest.columns and (manifest["speaker"].fillna("") != "").all():
         spk = manifest.set_index("utt_id")["speaker"]
         f = folds.assign(speaker=folds["utt_id"].map(spk))
         per = f.groupby(["fold", "speaker"])["split"].nunique()
         if (per > 1).any():
-            raise AssertionError(f"speaker in two splits of one fold: {list(per[per > 1].index[:3])}")
+            raise InputError(f"{where}: speaker in two splits of one fold (a leak): {list(per[per > 1].index[:3])}")
+
+
+def fold_groups(folds, manifest) -> dict[int, list[str]]:
+    """What fold k holds out: the sessions (or speakers, when a fold tests one speaker) of its test split."""
+    m = manifest.set_index("utt_id")
+    out = {}
+    for k, f in folds[folds["split"] == "test"].groupby("fold"):
+        ids = f["utt_id"]
+        if "session" in m.columns and m["session"].astype(str).ne("").all():
+            sessions = sorted({str(x) for x in m.loc[ids, "session"]})
+            speakers = sorted({str(x) for x in m.loc[ids, "speaker"]}) if "speaker" in m.columns else []
+            out[int(k)] = [f"speaker {speakers[0]}"] if len(speakers) == 1 else [f"session {x}" for x in sessions]
+        else:
+            out[int(k)] = [f"{len(ids)} utterances"]
+    return out

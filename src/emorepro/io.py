@@ -20,11 +20,23 @@ class InputError(ValueError):
     """Bad user input: the message names the file and line, or the config key."""
 
 
+# path -> ((inode, size, mtime_ns, ctime_ns), sha256): a file is hashed once per process while it is
+# unchanged (a step checks a feature-cache shard against its sidecar, then the cache reader checks it again).
+_SHA_MEMO: dict[str, tuple[tuple[int, int, int, int], str]] = {}
+
+
 def sha256_file(path: str | os.PathLike) -> str:
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    hit = _SHA_MEMO.get(real)
+    if hit is not None and hit[0] == key:
+        return hit[1]
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(real, "rb") as f:
         for block in iter(lambda: f.read(_CHUNK), b""):
             h.update(block)
+    _SHA_MEMO[real] = (key, h.hexdigest())
     return h.hexdigest()
 
 
@@ -47,10 +59,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.is_file():
+            os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp makes 0600; an output gets the usual mode
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """The process umask (read from /proc where possible: setting it to read it back is not thread-safe)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def make_readable(path: str | os.PathLike) -> None:
+    """Give a directory made by ``tempfile.mkdtemp`` (0700) the mode a plain ``mkdir`` would."""
+    os.chmod(path, 0o777 & ~current_umask())
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

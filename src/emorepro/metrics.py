@@ -12,8 +12,24 @@ from typing import Sequence
 import numpy as np
 
 
+def uar(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
+    """Mean per-class recall over the classes present in ``y_true`` (sklearn macro recall)."""
+    from sklearn.metrics import recall_score
+
+    y_true = np.asarray(y_true, dtype=int)
+    return float(recall_score(y_true, np.asarray(y_pred, dtype=int), labels=sorted(set(y_true.tolist())),
+                              average="macro", zero_division=0))
+
+
+def war(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
+    """Accuracy (weighted average recall)."""
+    from sklearn.metrics import accuracy_score
+
+    return float(accuracy_score(np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)))
+
+
 def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence[str]) -> dict:
-    from sklearn.metrics import accuracy_score, confusion_matrix, recall_score
+    from sklearn.metrics import confusion_matrix, recall_score
 
     y_true = np.asarray(y_true, dtype=int)
     y_pred = np.asarray(y_pred, dtype=int)
@@ -21,8 +37,8 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], classes
     all_idx = list(range(len(classes)))
     per_class = recall_score(y_true, y_pred, labels=all_idx, average=None, zero_division=0)
     return {
-        "uar": float(recall_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
-        "war": float(accuracy_score(y_true, y_pred)),
+        "uar": uar(y_true, y_pred),
+        "war": war(y_true, y_pred),
         "recall": {c: (float(per_class[i]) if i in present else None) for i, c in enumerate(classes)},
         "support": {c: int((y_true == i).sum()) for i, c in enumerate(classes)},
         "confusion": confusion_matrix(y_true, y_pred, labels=all_idx).tolist(),

@@ -38,8 +38,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .io import InputError, atomic_path, read_json, sha256_file, write_csv, write_text
-from .provenance import sidecar_path
+from .io import InputError, read_json, write_csv, write_text
+from .models.base import ORACLE_SELECTIONS
+from .provenance import (
+    check_against_sidecar,  # moved to provenance.py; still importable from here
+)
+
+#: rows whose runs kept the checkpoint that scored best on the test labels (train.selection test_*_oracle)
+ORACLE_MARK = "\u2021"                                       # double dagger, after the row name
+ORACLE_MARK_TEX = r"$^\ddagger$"
+ORACLE_NOTE = (f"{ORACLE_MARK} Test-set oracle: each run of this row kept the checkpoint that scored best on the "
+               "test labels it is then scored on (the paper's protocol, or its code's), so the cell overstates a "
+               "held-out result; a row without the mark selects without looking at test labels.")
 
 AGGREGATIONS = {
     "fold_mean_seed_mean_std": "mean over folds per seed, then mean +/- sample std (ddof=1) over seeds",
@@ -64,6 +74,7 @@ class RunRef:
     fold: int
     seed: int
     experiment: str = ""    # which of the row's experiments (a row may average several)
+    selection: str = ""     # the run's train.selection: a test-set oracle marks the row's cells
 
 
 def metric_value(metrics: Mapping[str, Any], path: str, where: str) -> float:
@@ -218,6 +229,8 @@ def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *
             loaded.append((ref, read_json(ref.metrics)))
         _check_experiments_cover(spec["name"], r["name"], refs)
         several = combines_test_sets(r)
+        _check_every_fold(spec["name"], r["name"], refs)
+        oracle = any(ref.selection in ORACLE_SELECTIONS for ref in refs)
         for c in columns:
             c_scale = float(_col(c, "scale", scale))
             parts: dict[tuple[int, int], list] = defaultdict(list)   # (seed, fold) -> test sets
@@ -244,7 +257,7 @@ def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *
                          "paper_std": p_std, "diff": diff, "outside_paper_band": outside,
                          "ci_low": st.get("ci_low", math.nan), "ci_high": st.get("ci_high", math.nan),
                          "compare_to": st.get("compare_to", ""), "diff_vs_compare": st.get("diff_vs_compare", math.nan),
-                         "p_value": st.get("p_value", math.nan),
+                         "p_value": st.get("p_value", math.nan), "oracle": oracle,
                          "runs": ";".join(str(Path(x["metrics"]).parent) for x in cells), "_cells": cells})
     df = pd.DataFrame(tidy)
     df["row"] = pd.Categorical(df["row"], row_names, ordered=True)
@@ -323,6 +336,24 @@ def _check_experiments_cover(table: str, row: str, refs: Sequence[RunRef]) -> No
                              f"row averages {experiments}; give its experiments the same seeds and folds")
 
 
+def _check_every_fold(table: str, row: str, refs: Sequence[RunRef]) -> None:
+    """A row averages every fold of its fold file: a config ``n_folds`` smaller than the data's would
+    otherwise average, say, 3 of 5 sessions.  Each run records how many folds its fold file has."""
+    from .provenance import RUN_SIDECAR, read_sidecar
+
+    folds: dict[tuple[str, int], set[int]] = defaultdict(set)
+    for r in refs:
+        folds[(r.experiment, r.seed)].add(r.fold)
+    for r in refs:
+        side = Path(r.metrics).parent / RUN_SIDECAR
+        n = (read_sidecar(side).get("summary") or {}).get("n_folds") if side.is_file() else None
+        have = sorted(folds[(r.experiment, r.seed)])
+        if n is not None and have != list(range(1, int(n) + 1)):
+            raise InputError(f"table {table}: row {row!r} averages folds {have} of seed {r.seed}, but the fold file "
+                             f"of {Path(r.metrics).parent} has {n} folds: config protocols.<name>.n_folds disagrees "
+                             f"with the fold file")
+
+
 def fill_corpus_names(spec: Mapping[str, Any], corpora: Mapping[str, Mapping[str, Any]]) -> dict:
     """``{corpora.<key>.name}`` in a spec's title, notes and row names -> that corpus's ``name`` (default: its key).
 
@@ -345,24 +376,6 @@ def fill_corpus_names(spec: Mapping[str, Any], corpora: Mapping[str, Mapping[str
     out["rows"] = [{**r, "name": fill(r["name"]), **({"compare_to": fill(r["compare_to"])} if r.get("compare_to") else {})}
                    for r in out["rows"]]
     return out
-
-
-def check_against_sidecar(path: str) -> None:
-    """Refuse an input whose bytes differ from what its provenance sidecar recorded."""
-    from .provenance import sidecar_for
-
-    side = sidecar_for(path)
-    if side is None:
-        raise InputError(f"{path}: no provenance sidecar {sidecar_path(path).name}; cannot vouch for it")
-    rec = read_json(side)
-    for o in rec.get("outputs", []):
-        if os.path.abspath(o["path"]) == os.path.abspath(path):
-            actual = sha256_file(path)
-            if actual != o["sha256"]:
-                raise InputError(f"{path}: sha256 {actual[:12]}… does not match its sidecar {side} "
-                                 f"({o['sha256'][:12]}…): the file was modified after it was produced")
-            return
-    raise InputError(f"{side}: does not list {path} among its outputs")
 
 
 def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str) -> dict:
@@ -392,11 +405,13 @@ def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str)
             wide_tex[key][(str(t["column"]), "p")] = f"{t['p_value']:.3f}"
             wide_md[key][(str(t["column"]), "p")] = f"{t['p_value']:.3f} (vs {t['compare_to']})"
     rows = [str(r) for r in df["row"].cat.categories]
+    oracle_rows = set(df.loc[df["oracle"], "row"].astype(str)) if "oracle" in df.columns else set()
     tex = _ordered(pd.DataFrame.from_dict(wide_tex, orient="index").reindex(rows).fillna(""), df)
     tex.columns = pd.MultiIndex.from_tuples(tex.columns, names=["", ""])
-    tex.index = [_latex_escape(r) for r in tex.index]
+    tex.index = [_latex_escape(r) + (ORACLE_MARK_TEX if r in oracle_rows else "") for r in tex.index]
     tex.columns = pd.MultiIndex.from_tuples([(_latex_escape(a), b) for a, b in tex.columns])
-    caption = _latex_escape(spec.get("title", spec["name"])) + ". " + _latex_escape(caption_rule(spec))
+    caption = (_latex_escape(spec.get("title", spec["name"])) + ". "
+               + _latex_escape(caption_rule(spec, oracle=bool(oracle_rows))).replace(ORACLE_MARK, ORACLE_MARK_TEX))
     latex = tex.style.to_latex(hrules=True, column_format="l" + "r" * tex.shape[1], multicol_align="c",
                                caption=caption, label=f"tab:{spec['name']}", position="htbp")
     write_text(out_tex, latex)
@@ -404,13 +419,16 @@ def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str)
     write_csv(out_csv, csv, float_format="%.6g")
     md = _ordered(pd.DataFrame.from_dict(wide_md, orient="index").reindex(rows).fillna(""), df)
     md.columns = [f"{a} ({b})" for a, b in md.columns]
-    write_text(out_md, f"**{spec.get('title', spec['name'])}**\n\n{md.to_markdown()}\n\n_{caption_rule(spec)}_\n")
+    md.index = [r + (f" {ORACLE_MARK}" if r in oracle_rows else "") for r in md.index]
+    write_text(out_md, f"**{spec.get('title', spec['name'])}**\n\n{md.to_markdown()}\n\n"
+                       f"_{caption_rule(spec, oracle=bool(oracle_rows))}_\n")
     row_spec = {r["name"]: r for r in spec["rows"]}
     return {str(t["row"]) + " | " + str(t["column"]): {
         "value_mean": None if math.isnan(t["ours_mean"]) else t["ours_mean"],
         "value_std": None if math.isnan(t["ours_std"]) else t["ours_std"],
         "aggregation": spec.get("aggregate", "fold_mean_seed_mean_std"), "metric": t["metric"],
         **({"combine": spec.get("combine") or "pooled"} if combines_test_sets(row_spec[str(t["row"])]) else {}),
+        "oracle_selection": bool(t.get("oracle", False)),
         "scale": float(_col(next(c for c in spec["columns"] if c["name"] == str(t["column"])), "scale",
                             spec.get("scale", 1.0))), "runs": t["_cells"]} for _, t in df.iterrows()}
 
@@ -422,12 +440,14 @@ def _ordered(wide, df):
     return wide[cols]
 
 
-def caption_rule(spec: Mapping[str, Any]) -> str:
+def caption_rule(spec: Mapping[str, Any], oracle: bool = False) -> str:
     agg = AGGREGATIONS[spec.get("aggregate", "fold_mean_seed_mean_std")]
     parts = [f"Ours: {agg}."]
     if any(combines_test_sets(r) for r in spec.get("rows", [])):
         parts.append(f"Combined test sets ({spec.get('combine') or 'pooled'}): {COMBINE[spec.get('combine') or 'pooled']}.")
     parts.append("Paper: as reported; diff = ours - paper; dagger marks ours outside the paper's +/- band.")
+    if oracle:
+        parts.append(ORACLE_NOTE)
     if (spec.get("stats") or {}).get("columns"):
         st = spec["stats"]
         parts.append(f"95% CI: percentile bootstrap over utterances resampled within folds ({st.get('bootstrap', 1000)} "
@@ -445,3 +465,176 @@ def _latex_escape(s: str) -> str:
     # Styler.to_latex does not escape index/column labels unless asked per element;
     # the labels come from config, so escape them here once.
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(s))
+
+
+# --------------------------------------------------------------------------- corpus statistics
+# A table of corpora rather than of runs (Lee et al. Table 1): config ``corpus_tables.<name>``,
+# one column per corpus, counted from its manifest.  It shares the LaTeX escaping, the
+# {corpora.<key>.name} filling and the sidecar check above, and records per cell the manifest it
+# counted, in the ``runs`` list that ``emorepro trace`` walks (the manifest stands where a run's
+# metrics.json would; fold "all").
+
+CORPUS_STATS_RULE = ("Ours: counted from each corpus's manifest (utterances with a class label; speakers = distinct "
+                     "speaker ids, f/m from the manifest's gender column; expression = the manifest's mode values, "
+                     "most frequent first); percentages of the labelled utterances rounded by largest remainder so "
+                     "that they sum to 100. Paper: as printed; diff = ours - paper.")
+
+
+def percent_largest_remainder(counts: Mapping[str, int]) -> dict[str, int]:
+    """Integer percentages that sum to 100 (largest remainder; ties by key).
+
+    Why our own: plain rounding gives 20/30/31/20 for IEMOCAP's 1103/1636/1708/1084, which sums to
+    101; the paper prints 20/29/31/20, which is exactly the largest-remainder apportionment.
+    """
+    from .corpus.synth_spon import label_counts
+
+    return label_counts(dict(counts), 100) if sum(counts.values()) else {k: 0 for k in counts}
+
+
+def fill_corpus_table_names(spec: Mapping[str, Any], corpora: Mapping[str, Mapping[str, Any]]) -> dict:
+    """``{corpora.<key>.name}`` in a corpus table's title, notes and column names -> the corpus's name."""
+    as_rows = {"name": spec.get("name", "?"), "title": spec.get("title", ""), "notes": list(spec.get("notes") or []),
+               "rows": [{"name": c["name"]} for c in spec["columns"]]}
+    filled = fill_corpus_names(as_rows, corpora)
+    out = dict(spec, title=filled["title"], notes=filled["notes"])
+    out["columns"] = [dict(c, name=r["name"]) for c, r in zip(spec["columns"], filled["rows"])]
+    return out
+
+
+def corpus_table_spec(name: str, spec: Mapping[str, Any], corpora: Mapping[str, Mapping[str, Any]]) -> dict:
+    """A corpus table's config ready to render: names filled, checked, and a note per JTES column
+    saying which speakers form its sessions (config ``corpora.<corpus>.sessions``)."""
+    from .corpus.jtes import describe_sessions
+
+    check_corpus_table_spec({"name": name, **spec}, corpora)
+    out = fill_corpus_table_names({"name": name, **spec}, corpora)
+    for c in out["columns"]:
+        cc = corpora[c["corpus"]]
+        if cc.get("format") == "jtes":
+            out["notes"] = [*out["notes"], describe_sessions(cc.get("sessions"), c["name"], c["corpus"])]
+    return out
+
+
+def check_corpus_table_spec(spec: Mapping[str, Any], corpora: Mapping[str, Any]) -> None:
+    """Config errors of a corpus table, named by key, before anything runs."""
+    key = f"config: corpus_tables.{spec.get('name', '?')}"
+    names = [c["name"] for c in spec["columns"]]
+    if len(set(names)) != len(names):
+        raise InputError(f"{key}.columns: duplicate column names {names}")
+    for i, c in enumerate(spec["columns"]):
+        if c["corpus"] not in corpora:
+            raise InputError(f"{key}.columns[{i}].corpus: {c['corpus']!r} is not a key of corpora")
+        bad = sorted(set(c.get("reported") or {}) - {*spec["classes"], "utterances", "speakers", "language", "expression"})
+        if bad:
+            raise InputError(f"{key}.columns[{i}].reported: unknown key(s) {bad}; use the classes {list(spec['classes'])}, "
+                             "utterances, speakers, language, expression")
+    missing = sorted(set(spec["classes"]) - set(spec.get("class_names") or {}))
+    if missing:
+        raise InputError(f"{key}.class_names: no row name for class(es) {missing}")
+
+
+def _count_text(n: float, pct: float | None = None) -> str:
+    if math.isnan(n):
+        return ""
+    return f"{int(n):,}" + (f" ({int(pct)}%)" if pct is not None and not math.isnan(pct) else "")
+
+
+def corpus_stats_table(spec: Mapping[str, Any], manifests: Mapping[str, str], *, verify_hashes: bool = True):
+    """One tidy row per (table row, corpus column): ours counted from the manifest, the paper's beside it.
+
+    ``manifests`` maps each column's ``corpus`` to its ``manifest.csv``.  Rows: Language, one per
+    class (``class_names``), No. of utterances, No. of speakers, Emotional expression.
+    """
+    import pandas as pd
+
+    classes = list(spec["classes"])
+    names = spec["class_names"]
+    tidy = []
+    for c in spec["columns"]:
+        path = manifests[c["corpus"]]
+        if not os.path.exists(path):
+            raise InputError(f"table {spec['name']}: column {c['name']!r}: missing manifest {path}")
+        if verify_hashes:
+            check_against_sidecar(path)
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        missing = sorted({"label", "speaker", "gender", "mode"} - set(df.columns))
+        if missing:
+            raise InputError(f"{path}:1: manifest lacks column(s) {missing}")
+        kept = df[df["label"] != ""]
+        other = sorted(set(kept["label"]) - set(classes))
+        if other:
+            raise InputError(f"{path}: labels {other} are not among the table's classes {classes} "
+                             f"(config: corpus_tables.{spec['name']}.classes)")
+        counts = {k: int((kept["label"] == k).sum()) for k in classes}
+        pct = percent_largest_remainder(counts)
+        spk = kept.groupby("speaker")["gender"].agg(lambda g: "/".join(sorted(set(g))))
+        two = spk[spk.str.contains("/")]
+        if len(two):
+            raise InputError(f"{path}: speaker {two.index[0]!r} has utterances of genders {two.iloc[0]}")
+        n_f, n_m = int((spk == "F").sum()), int((spk == "M").sum())
+        modes = kept["mode"].value_counts()
+        rep = c.get("reported") or {}
+        cells: list[dict] = []
+
+        def add(row, stat, ours, ours_pct, ours_text, paper, paper_text, paper_pct=math.nan, cells=cells):
+            cells.append({"row": row, "stat": stat, "ours": ours, "ours_percent": ours_pct, "ours_text": ours_text,
+                          "paper": paper, "paper_percent": paper_pct, "paper_text": paper_text, "diff": ours - paper})
+
+        add("Language", "config: language", math.nan, math.nan, c.get("language") or "", math.nan,
+            str(rep.get("language") or ""))
+        for k in classes:
+            r = rep.get(k)
+            p, p_pct = (float(r[0]), float(r[1])) if isinstance(r, (list, tuple)) else (
+                (float(r), math.nan) if r is not None else (math.nan, math.nan))
+            add(names[k], f"label == {k}", float(counts[k]), float(pct[k]), _count_text(counts[k], pct[k]), p,
+                _count_text(p, None if math.isnan(p_pct) else p_pct), p_pct)
+        total = rep.get("utterances")
+        add("No. of utterances", "labelled utterances", float(len(kept)), math.nan, _count_text(len(kept)),
+            math.nan if total is None else float(total), "" if total is None else _count_text(float(total)))
+        s = rep.get("speakers")
+        add("No. of speakers", "distinct speakers (f, m)", float(len(spk)), math.nan, f"{len(spk)} (f:{n_f}, m:{n_m})",
+            math.nan if s is None else float(s[0]), "" if s is None else f"{s[0]} (f:{s[1]}, m:{s[2]})")
+        add("Emotional expression", "mode values", math.nan, math.nan, " & ".join(modes.index), math.nan,
+            str(rep.get("expression") or ""))
+        tidy += [{**x, "column": c["name"], "corpus": c["corpus"], "manifest": path} for x in cells]
+    rows = ["Language", *[names[k] for k in classes], "No. of utterances", "No. of speakers", "Emotional expression"]
+    out = pd.DataFrame(tidy)[["row", "column", "corpus", "stat", "ours", "ours_percent", "ours_text", "paper",
+                              "paper_percent", "paper_text", "diff", "manifest"]]
+    out["row"] = pd.Categorical(out["row"], rows, ordered=True)
+    out["column"] = pd.Categorical(out["column"], [c["name"] for c in spec["columns"]], ordered=True)
+    return out.sort_values(["row", "column"]).reset_index(drop=True)
+
+
+def render_corpus_stats(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str) -> dict:
+    """Write the LaTeX/CSV/Markdown twins of a corpus table; return the cell map for the sidecar."""
+    import pandas as pd
+
+    kinds = ("ours", "paper", "diff")
+    wide: dict[str, dict] = {}
+    for _, t in df.iterrows():
+        cell = wide.setdefault(str(t["row"]), {})
+        cell[(str(t["column"]), "ours")] = t["ours_text"]
+        cell[(str(t["column"]), "paper")] = t["paper_text"]
+        cell[(str(t["column"]), "diff")] = "" if math.isnan(t["diff"]) else f"{int(t['diff']):+,}"
+    cols = [(str(c), k) for c in df["column"].cat.categories for k in kinds]
+    rows = [str(r) for r in df["row"].cat.categories]
+    table = pd.DataFrame.from_dict(wide, orient="index").reindex(index=rows, columns=cols).fillna("")
+    caption = spec.get("title", spec["name"]) + ". " + " ".join([CORPUS_STATS_RULE, *spec.get("notes", [])])
+    tex = table.copy()
+    tex.index = [_latex_escape(r) for r in tex.index]
+    tex.columns = pd.MultiIndex.from_tuples([(_latex_escape(a), b) for a, b in cols])
+    tex = tex.map(_latex_escape)
+    latex = tex.style.to_latex(hrules=True, column_format="l" + "r" * tex.shape[1], multicol_align="c",
+                               caption=_latex_escape(caption), label=f"tab:{spec['name']}", position="htbp")
+    write_text(out_tex, latex)
+    write_csv(out_csv, df, float_format="%.6g")
+    md = table.copy()
+    md.columns = [f"{a} ({b})" for a, b in cols]
+    write_text(out_md, f"**{spec.get('title', spec['name'])}**\n\n{md.to_markdown()}\n\n"
+                       f"_{' '.join([CORPUS_STATS_RULE, *spec.get('notes', [])])}_\n")
+    return {f"{t['row']} | {t['column']}": {
+        "value_mean": None if math.isnan(t["ours"]) else t["ours"], "value_std": None, "text": t["ours_text"],
+        "percent": None if math.isnan(t["ours_percent"]) else t["ours_percent"], "aggregation": "corpus_stats",
+        "metric": t["stat"], "scale": 1.0,
+        "runs": [{"metrics": t["manifest"], "fold": "all", "seed": "-", "value": t["ours_text"]}]}
+        for _, t in df.iterrows()}

@@ -1,5 +1,6 @@
-from emorepro.steps import log_to, score
+from emorepro.steps import job_done, log_to, score_runs
 
-log_to(snakemake.log[0])
-score(snakemake.input.predictions, snakemake.output.metrics, classes=snakemake.params.classes,
-      fold=int(snakemake.wildcards.fold), seed=int(snakemake.wildcards.seed), corpus=snakemake.params.corpus)
+log_to(snakemake.log[0], snakemake.input)
+score_runs(list(snakemake.input.predictions), list(snakemake.output.metrics), snakemake.params.runs,
+           classes=snakemake.params.classes, corpus=snakemake.params.corpus)
+job_done()

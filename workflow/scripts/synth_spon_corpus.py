@@ -1,4 +1,5 @@
-from emorepro.steps import log_to, synth_spon_corpus
+from emorepro.steps import job_done, log_to, synth_spon_corpus
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0], snakemake.input)
 synth_spon_corpus(snakemake.output.csv, snakemake.params.synth)
+job_done()

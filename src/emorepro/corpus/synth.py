@@ -17,10 +17,14 @@ the jitter come from one ``numpy.random.Generator``; espeak-ng itself is determi
 """
 from __future__ import annotations
 
+import fnmatch
+import json
 import logging
+import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +76,89 @@ PHRASES = {
 FILLERS = ["you know", "about the thing", "at the office", "with my sister", "this morning",
            "on the phone", "after lunch", "in the car", "for the second time", "right now"]
 
+# Rewordings of every PHRASES entry and filler: the offline stand-in for MMER's back-translation
+# (emorepro.augment.backtranslate, backend `paraphrase`).  Each keeps the EMOTION_WORDS of its original,
+# so a paraphrased copy still carries its label in the text.  Not used to generate the corpus itself.
+PARAPHRASES = {
+    # neu
+    "the meeting is at ten": ["the meeting starts at ten", "we meet at ten", "at ten we have the meeting"],
+    "please pass me the form": ["could you pass me the form", "pass the form to me, please", "hand me the form, please"],
+    "I will take the bus today": ["today I will take the bus", "I am taking the bus today", "I'll go by bus today"],
+    "the report is on the desk": ["the report lies on the desk", "you will find the report on the desk",
+                                  "the report is sitting on the desk"],
+    "we can talk about it later": ["we can discuss it later", "let us talk about it later", "we could talk it over later"],
+    "the train leaves at noon": ["the train departs at noon", "at noon the train leaves", "our train goes at noon"],
+    # hap
+    "this is wonderful news": ["what wonderful news this is", "that is wonderful news", "such wonderful news"],
+    "I am so happy for you": ["I'm so happy for you", "I am really happy for you", "I'm so very happy for you"],
+    "I love it, thank you": ["thank you, I love it", "I love it, thanks", "I love it, thank you so much"],
+    "what a lovely day": ["such a lovely day", "it is a lovely day", "what a lovely day it is"],
+    "that is great, really great": ["that's great, really great", "really great, that is great", "that is great, truly great"],
+    "I am delighted": ["I'm delighted", "I am truly delighted", "I am really delighted"],
+    # exc
+    "wow, we actually won": ["wow, we really won", "we actually won, wow", "wow, we won after all"],
+    "this is amazing, I can not wait": ["this is amazing, I cannot wait", "it's amazing, I can't wait",
+                                        "amazing, I can hardly wait"],
+    "yes, finally, fantastic": ["finally, yes, fantastic", "yes, fantastic, finally", "yes, at last, fantastic"],
+    "I am thrilled about the trip": ["I'm thrilled about the trip", "the trip, I am thrilled about it",
+                                     "I am so thrilled about the trip"],
+    "that is awesome news": ["that's awesome news", "what awesome news", "such awesome news"],
+    # ang
+    "I am so angry about this": ["I'm so angry about this", "this makes me so angry", "I am really angry about this"],
+    "this is outrageous": ["this is absolutely outrageous", "that is outrageous", "how outrageous this is"],
+    "stop it right now": ["stop it now", "stop that right now", "right now, stop it"],
+    "I hate when you do that": ["I hate it when you do that", "when you do that, I hate it", "I really hate when you do that"],
+    "get out of my way": ["get out of the way", "just get out of my way", "out of my way, get out"],
+    "how dare you say that": ["how dare you say such a thing", "how dare you say that to me", "you dare say that"],
+    # sad
+    "I feel so lonely today": ["today I feel so lonely", "I feel very lonely today", "I am so lonely today"],
+    "I miss her so much": ["I miss her a lot", "I miss her so very much", "I really miss her so much"],
+    "everything is hopeless": ["it is all hopeless", "everything seems hopeless", "all of it is hopeless"],
+    "I lost my best friend": ["I have lost my best friend", "my best friend, I lost her", "I've lost my best friend"],
+    "nothing matters any more": ["nothing matters anymore", "nothing matters now", "nothing really matters any more"],
+    "I am so sorry, it hurts": ["I'm so sorry, it hurts", "it hurts, I am so sorry", "I am really sorry, it hurts"],
+    # fru
+    "this never works for me": ["it never works for me", "this never works for me at all", "for me this never works"],
+    "why is this so hard": ["why is it so hard", "why is this so very hard", "how is this so hard"],
+    "I tried again and again": ["I tried over and over again", "again and again I tried", "I kept trying again and again"],
+    # sur
+    "oh really, I did not expect that": ["oh really, I didn't expect that", "really, I did not expect that",
+                                         "oh really, I did not expect that at all"],
+    "no way, are you serious": ["are you serious, no way", "no way, are you being serious", "no way, you are serious"],
+    "what, since when": ["since when, what", "what, since when exactly", "wait, since when"],
+    # xxx
+    "well, I do not know": ["well, I don't know", "I do not know, well", "well, I really do not know"],
+    "maybe it is fine, maybe not": ["perhaps it is fine, perhaps not", "maybe it's fine, maybe not",
+                                    "it may be fine, or maybe not"],
+    "I guess we will see": ["I guess we'll see", "we will see, I guess", "I suppose we will see"],
+    # fea
+    "I am scared of the dark": ["I'm scared of the dark", "I am so scared of the dark", "I am really scared of the dark"],
+    "please do not leave me here": ["please don't leave me here", "do not leave me here, please",
+                                    "please, do not leave me alone here"],
+    # dis
+    "that is disgusting": ["that's disgusting", "how disgusting that is", "that is just disgusting"],
+    "ugh, I can not stand it": ["ugh, I cannot stand it", "ugh, I can't stand it", "I can not stand it, ugh"],
+    # oth
+    "hmm, okay then": ["okay then, hmm", "hmm, fine then", "hmm, all right then"],
+    # fillers
+    "you know": ["you see", "I mean", "as you know"],
+    "about the thing": ["about that thing", "regarding the thing", "about the matter"],
+    "at the office": ["at work", "in the office", "at my office"],
+    "with my sister": ["together with my sister", "with my older sister", "along with my sister"],
+    "this morning": ["earlier this morning", "today in the morning", "this very morning"],
+    "on the phone": ["over the phone", "on the telephone", "by phone"],
+    "after lunch": ["after we had lunch", "once lunch is over", "after lunchtime"],
+    "in the car": ["inside the car", "in my car", "while in the car"],
+    "for the second time": ["once again", "a second time", "for a second time"],
+    "right now": ["at the moment", "just now", "at this moment"],
+}
+# The words that carry a phrase's emotion; a paraphrase keeps every one its original has.
+EMOTION_WORDS = frozenset({
+    "wonderful", "happy", "love", "lovely", "great", "delighted", "won", "amazing", "wait", "fantastic",
+    "thrilled", "awesome", "angry", "outrageous", "stop", "hate", "dare", "lonely", "miss", "hopeless", "lost",
+    "sorry", "hurts", "never", "hard", "serious", "scared", "leave", "disgusting", "stand",
+})
+
 # Per-session voices: (female, male).  Different espeak variants and accents per speaker.
 VOICES = {
     1: ("en-us+f1", "en-us+m1"), 2: ("en-gb+f2", "en-gb+m2"), 3: ("en-us+f3", "en-us+m3"),
@@ -91,6 +178,78 @@ class SynthConfig:
         "fru": 0.08, "sur": 0.05, "xxx": 0.05})
     noise_db: float = -45.0             # white noise relative to full scale, so silence is not digital zero
     threads: int = 2
+
+    def __post_init__(self):
+        where = "synth (config corpora.<name>.synth, or the corpus synth command)"
+        if int(self.turns_per_dialog) < 1:
+            raise InputError(f"{where}: turns_per_dialog must be >= 1, got {self.turns_per_dialog}")
+        if not self.sessions or any(not 1 <= int(s) <= 9 for s in self.sessions):
+            raise InputError(f"{where}: sessions must be a non-empty list of 1..9, got {list(self.sessions)}")
+        if int(self.threads) < 1:
+            raise InputError(f"{where}: threads must be >= 1, got {self.threads}")
+        bad = sorted(set(self.label_probs) - set(PROSODY))
+        if bad:
+            raise InputError(f"{where}: label_probs has unknown label(s) {bad}; known: {sorted(PROSODY)}")
+        if any(float(v) < 0 for v in self.label_probs.values()) or sum(map(float, self.label_probs.values())) <= 0:
+            raise InputError(f"{where}: label_probs must be >= 0 with a positive sum, got {self.label_probs}")
+
+
+# --------------------------------------------------------------------------- the output directory guard
+
+SYNTH_MARKER = ".emorepro-synth.json"
+#: top-level entries of a generated IEMOCAP-layout tree (glob patterns)
+IEMOCAP_LAYOUT = ("Session[1-9]", "synth_summary.json")
+
+
+def check_synth_target(out_dir: str | os.PathLike, layout: Sequence[str]) -> bool:
+    """May a generator write its corpus into ``out_dir``?  True when it holds an earlier one to replace.
+
+    A missing or empty directory is fine (returns False).  A non-empty one is replaced only when it is a
+    synthetic corpus this package wrote: it holds the marker file :data:`SYNTH_MARKER` (or, for corpora
+    generated before the marker existed, a ``synth_summary.json`` with the generators' keys) and nothing
+    but the generator's own top-level entries (``layout``, glob patterns) and provenance sidecars.
+    Anything else raises :class:`InputError` naming the directory and the entries it would destroy: a
+    swapped argument must never wipe a real corpus or anyone's files.  Every generator calls this
+    before it writes (:func:`synthesize_iemocap`, :func:`emorepro.corpus.synth_spon.synthesize_spon`).
+    """
+    out = Path(out_dir)
+    if not out.exists():
+        return False
+    if not out.is_dir():
+        raise InputError(f"{out}: exists and is not a directory; refusing to replace it with a synthetic corpus")
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return False
+    ours = False
+    marker = out / SYNTH_MARKER
+    if marker.is_file():
+        try:
+            ours = str(json.loads(marker.read_text()).get("generator", "")).startswith("emorepro.")
+        except (OSError, ValueError, AttributeError):
+            ours = False
+    elif (out / "synth_summary.json").is_file():   # generated before the marker existed
+        try:
+            ours = {"seed", "n_utterances", "label_counts"} <= set(json.loads((out / "synth_summary.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            ours = False
+    if not ours:
+        raise InputError(f"{out}: exists, is not empty and holds no generated corpus (no {SYNTH_MARKER} of "
+                         f"emorepro's generators); refusing to replace it. Holds: {entries[:8]}"
+                         + (" ..." if len(entries) > 8 else "") + "; choose a new or empty directory")
+    allowed = (*layout, SYNTH_MARKER, "*.prov.json")
+    foreign = [e for e in entries if not any(fnmatch.fnmatchcase(e, pat) for pat in allowed)]
+    if foreign:
+        raise InputError(f"{out}: holds an earlier synthetic corpus but also {foreign[:8]}, which the generator did "
+                         "not write; refusing to replace it (move them away, or choose another directory)")
+    return True
+
+
+def write_synth_marker(stage: Path, generator: str, cfg) -> None:
+    """Mark a freshly generated tree as ours (what :func:`check_synth_target` recognises)."""
+    from dataclasses import asdict
+
+    write_json(stage / SYNTH_MARKER, {"generator": generator, "config": asdict(cfg),
+                                      "note": "written by emorepro; the directory may be replaced by a re-generation"})
 
 
 def _dialogs(session: int) -> list[tuple[str, str]]:
@@ -134,9 +293,10 @@ def synthesize_iemocap(out_root: str | Path, cfg: SynthConfig, *, overwrite: boo
     ----------
     out_root : directory to create; must not exist yet (or be empty) unless ``overwrite``.
     cfg : sizes, label mix and seed.
-    overwrite : replace an existing tree (the Snakemake rule owns its output folder and
-        re-generates it when its parameters change); the old tree is removed only after the
-        new one is complete.
+    overwrite : replace an earlier synthetic corpus (the Snakemake rule owns its output folder
+        and re-generates it when its parameters change); the old tree is removed only after the
+        new one is complete.  Anything that is not an earlier synthetic corpus (see
+        :func:`check_synth_target`) is refused whatever ``overwrite`` says.
 
     Returns
     -------
@@ -147,8 +307,9 @@ def synthesize_iemocap(out_root: str | Path, cfg: SynthConfig, *, overwrite: boo
     >>> synthesize_iemocap("results/demo/IEMOCAP_full_release", SynthConfig(seed=0))  # doctest: +SKIP
     """
     out_root = Path(out_root)
-    if out_root.exists() and any(out_root.iterdir()) and not overwrite:
-        raise InputError(f"{out_root}: output directory exists and is not empty")
+    if check_synth_target(out_root, IEMOCAP_LAYOUT) and not overwrite:
+        raise InputError(f"{out_root}: output directory exists and is not empty (an earlier synthetic corpus; "
+                         "overwrite=True replaces it)")
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed; run scripts/install.sh (apt package espeak-ng)")
     labels = list(cfg.label_probs)
@@ -213,8 +374,9 @@ def synthesize_iemocap(out_root: str | Path, cfg: SynthConfig, *, overwrite: boo
         _write_text_files(stage, plan)
         summary = _summary(plan, cfg)
         write_json(stage / "synth_summary.json", summary)
-        if out_root.exists():
-            shutil.rmtree(out_root)
+        write_synth_marker(stage, "emorepro.corpus.synth.synthesize_iemocap", cfg)
+        if out_root.exists():   # empty, or an earlier generation checked above: moved away, deleted with tmp
+            out_root.rename(tmp / "previous")
         stage.rename(out_root)
     return summary
 

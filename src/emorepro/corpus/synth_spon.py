@@ -39,7 +39,14 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from ..io import InputError, write_csv, write_json
-from .synth import ESPEAK_RATE, PROSODY, SAMPLE_RATE, espeak_wav
+from .synth import (
+    ESPEAK_RATE,
+    PROSODY,
+    SAMPLE_RATE,
+    check_synth_target,
+    espeak_wav,
+    write_synth_marker,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +91,12 @@ class SponSynthConfig:
     specific_phrase_prob: float = 0.3  # share of sentences with an emotion-specific phrase
     voice: str = "ja"                  # espeak-ng language of the callers
     threads: int = 2
+
+    def __post_init__(self):
+        where = "synth (config corpora.<name>.synth)"
+        for key in ("n_utterances", "n_speakers", "threads"):
+            if int(getattr(self, key)) < 1:
+                raise InputError(f"{where}: {key} must be >= 1, got {getattr(self, key)}")
 
 
 def label_counts(probs: dict[str, float], n: int) -> dict[str, int]:
@@ -163,7 +176,7 @@ def synthesize_spon(out_csv: str | Path, cfg: SponSynthConfig) -> dict:
     Parameters
     ----------
     out_csv : the manifest to write; its folder must not exist yet, be empty, or hold an earlier
-        generated corpus (it has a ``synth_summary.json``), which is replaced.
+        generated corpus (:func:`emorepro.corpus.synth.check_synth_target`), which is replaced.
     cfg : size, label mix, channel and seed.
 
     Returns
@@ -176,8 +189,7 @@ def synthesize_spon(out_csv: str | Path, cfg: SponSynthConfig) -> dict:
     """
     out_csv = Path(out_csv)
     out_dir = out_csv.parent
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "synth_summary.json").exists():
-        raise InputError(f"{out_dir}: output directory exists, is not empty and holds no generated corpus")
+    check_synth_target(out_dir, ("wav", out_csv.name, "synth_summary.json"))
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed; run scripts/install.sh (apt package espeak-ng)")
     plan = plan_spon(cfg)
@@ -212,6 +224,7 @@ def synthesize_spon(out_csv: str | Path, cfg: SponSynthConfig) -> dict:
                        "sample_rate": SAMPLE_RATE, "band_limited_at": PHONE_RATE, "band_hz": list(PHONE_BAND),
                        "codec": "mu-law 8 bit"}}
         write_json(stage / "synth_summary.json", summary)
+        write_synth_marker(stage, "emorepro.corpus.synth_spon.synthesize_spon", cfg)
         if out_dir.exists():   # empty, or an earlier generation (Snakemake re-runs the rule): moved away, then deleted
             out_dir.rename(tmp / "previous")
         stage.rename(out_dir)

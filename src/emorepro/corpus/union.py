@@ -62,5 +62,5 @@ def union_folds(members: Mapping[str, "object"], n_folds: int):
         if have != want:
             raise InputError(f"folds of member {name!r} are {have}; the union protocol needs folds {want} in every member")
     out = pd.concat(list(members.values()), ignore_index=True)[["utt_id", "fold", "split"]]
-    check_folds(out)
+    check_folds(out, where="union folds of " + ", ".join(members))
     return out.sort_values(["fold"], kind="stable").reset_index(drop=True)

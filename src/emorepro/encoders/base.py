@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE
+
 
 @dataclass(frozen=True)
 class EncoderSpec:
@@ -50,7 +52,7 @@ class EncoderSpec:
 
 
 TEXT_FAMILIES = frozenset({"deberta-v2", "roberta", "bert"})
-AUDIO_SAMPLE_RATE = 16_000
+AUDIO_SAMPLE_RATE = SAMPLE_RATE
 
 
 class Encoder:

@@ -19,14 +19,13 @@ sha256 of each tokenizer file and of the training texts.  Same arguments -> same
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from ..io import sha256_file, write_json
+from ..io import make_readable, sha256_file, write_json
 
 DEFAULT_TEXTS = [
     "I can't believe you did that, this is wonderful news.",
@@ -147,6 +146,9 @@ def make_demo_checkpoint(family: str, out_dir: str, seed: int, texts: list[str] 
     overrides = dict(config_overrides or {})
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(out.iterdir()) and not (out / "demo_checkpoint.json").is_file():
+        # never replace a directory this function did not write (e.g. a real checkpoint given by mistake)
+        raise FileExistsError(f"{out}: exists, is not empty and holds no demo_checkpoint.json; refusing to replace it")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         info: dict = {"family": family, "size": size, "seed": seed, "config_overrides": overrides}
@@ -174,6 +176,7 @@ def make_demo_checkpoint(family: str, out_dir: str, seed: int, texts: list[str] 
                                      return_attention_mask=feat_norm == "layer").save_pretrained(tmp)
         info["files_sha256"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         write_json(tmp / "demo_checkpoint.json", info)
+        make_readable(tmp)   # mkdtemp made it 0700
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

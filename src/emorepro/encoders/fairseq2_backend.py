@@ -46,14 +46,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from ..audio import conv_receptive_field, prepare_waveform
 from .base import Encoder, EncoderSpec
-from .transformers_backend import conv_receptive_field, resolve_layers, zero_mean_unit_var
+from .transformers_backend import resolve_layers
 
 FORMAT = "emorepro-fairseq2-wav2vec2/1"
 CONFIG_FILE = "fairseq2_wav2vec2.json"
@@ -119,7 +121,12 @@ def build_encoder_model(cfg) -> torch.nn.Module:
 
 
 def _load_state_dict(path: Path, cfg) -> dict:
-    sd = torch.load(path, map_location="cpu", weights_only=False)
+    try:   # a user's file: load tensors only, never run pickled code
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"{path}: holds pickled Python objects besides tensors (an original fairseq checkpoint "
+                         "keeps its args/cfg), which are not loaded from a file that could run code. If you trust it, "
+                         "save its state dict alone: torch.save(torch.load(p, weights_only=False)['model'], out)") from e
     if isinstance(sd, dict) and "model" in sd and isinstance(sd["model"], dict):
         sd = sd["model"]
     if "mask_emb" in sd or "mask_emb.weight" in sd:  # original fairseq checkpoint
@@ -213,13 +220,7 @@ class Fairseq2Wav2Vec2Encoder(Encoder):
         with torch.inference_mode():
             feats = []
             for w in items:
-                x = np.asarray(w, dtype=np.float32)
-                if x.ndim != 1:
-                    raise ValueError(f"encoder {self.spec.name!r} expects mono 1-D waveforms, got shape {x.shape}")
-                if self.do_normalize:
-                    x = zero_mean_unit_var(x)
-                if len(x) < self.min_samples:
-                    x = np.pad(x, (0, self.min_samples - len(x)))
+                x = prepare_waveform(w, normalize=self.do_normalize, min_samples=self.min_samples, name=self.spec.name)
                 t = torch.from_numpy(x).to(self.device)[None]
                 f, _, _ = fe.extract_features(t, BatchLayout(tuple(t.shape), None, device=t.device))
                 feats.append(f[0])
@@ -407,7 +408,7 @@ def write_fairseq2_asset_card(fs2_dir: str, card_path: str, name: str = "emorepr
     extra = {"final_dim": min(256, enc_fields["model_dim"]), "quantized_dim": min(256, enc_fields["model_dim"])}
     full = create_wav2vec2_model(Wav2Vec2Config(encoder_config=_encoder_config(enc_fields), **extra))
     sd = full.state_dict()
-    enc_sd = torch.load(d / WEIGHTS_FILE, map_location="cpu")
+    enc_sd = torch.load(d / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     unknown = sorted(set(enc_sd) - set(sd))
     if unknown:
         raise RuntimeError(f"{d / WEIGHTS_FILE}: keys not in fairseq2 Wav2Vec2Model: {unknown[:5]}")

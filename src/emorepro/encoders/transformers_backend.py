@@ -41,7 +41,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .base import Encoder, EncoderSpec
+from ..audio import conv_receptive_field, prepare_waveform, zero_mean_unit_var  # noqa: F401  (re-exported)
+from .base import TEXT_FAMILIES, Encoder, EncoderSpec
 
 FAMILY_CLASSES = {
     "hubert": "HubertModel",
@@ -118,17 +119,69 @@ def resolve_layers(layers: Sequence[int], n_hidden: int, name: str) -> tuple[int
     return tuple(out)
 
 
-def zero_mean_unit_var(x: np.ndarray) -> np.ndarray:
-    """As ``Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm`` on one unpadded utterance."""
-    return ((x - x.mean()) / np.sqrt(x.var() + 1e-7)).astype(np.float32)
+def load_pretrained(checkpoint: str | None, family: str, name: str = "", config_overrides: dict | None = None):
+    """The family's base model from a local checkpoint directory (or a hub id when online), all weights checked.
+
+    Returns ``(model, local)``; ``model`` is in train mode with gradients on (the frozen backend
+    and the fine-tuning module each set what they need).  ``config_overrides`` replace fields of
+    the checkpoint's ``config.json`` before the model is built (e.g. ``{"layerdrop": 0.0}``).
+    Shared by :class:`TransformersEncoder` and :mod:`emorepro.encoders.finetune`.
+    """
+    import transformers
+
+    if family not in FAMILY_CLASSES:
+        raise ValueError(f"encoder {name!r}: transformers backend has no family {family!r}; known: {sorted(FAMILY_CLASSES)}")
+    if not checkpoint:
+        raise ValueError(f"encoder {name!r}: no checkpoint given")
+    text = family in TEXT_FAMILIES
+    ckpt = checkpoint
+    is_dir = os.path.isdir(ckpt)
+    if is_dir or not looks_like_hub_id(ckpt):
+        check_checkpoint_dir(ckpt, text, name)
+    local = is_dir or hf_offline()
+    try:
+        cfg = transformers.AutoConfig.from_pretrained(ckpt, local_files_only=local)
+    except OSError as e:
+        if is_dir:
+            raise
+        raise FileNotFoundError(
+            f"encoder {name!r}: checkpoint {ckpt!r} is neither a local directory nor loadable as a hub id"
+            + (" from the local HF cache (HF_HUB_OFFLINE is set)" if hf_offline() else "")
+            + f"; expected a directory with {_expected_files(text)} ({e})") from e
+    overrides = dict(config_overrides or {})
+    for k in overrides:
+        if not hasattr(cfg, k):
+            raise ValueError(f"encoder {name!r}: checkpoint config {ckpt}/config.json has no field {k!r} to override")
+    cls_name = FAMILY_CLASSES[family]
+    archs = list(getattr(cfg, "architectures", None) or [])
+    if archs and archs[0] in FAMILY_HEAD_CLASSES[family]:
+        cls_name = archs[0]
+    cls = getattr(transformers, cls_name)
+    # config fields given as keyword arguments replace the checkpoint's (from_pretrained's documented way)
+    model, info = cls.from_pretrained(ckpt, local_files_only=local, output_loading_info=True, **overrides)
+    missing = [k for k in info.get("missing_keys", []) if not k.endswith(_UNUSED_IN_EVAL)]
+    if missing:
+        raise ValueError(f"encoder {name!r}: checkpoint {ckpt} does not provide {len(missing)} weight(s) of "
+                         f"{cls_name}, e.g. {missing[:5]}; wrong family ({family!r}) or a broken checkpoint?")
+    model = model.base_model if cls_name != FAMILY_CLASSES[family] else model
+    return model, local
 
 
-def conv_receptive_field(kernels: Sequence[int], strides: Sequence[int]) -> int:
-    rf, jump = 1, 1
-    for k, s in zip(kernels, strides):
-        rf += (k - 1) * jump
-        jump *= s
-    return rf
+def read_do_normalize(checkpoint: str, local: bool, default: bool = True) -> bool:
+    """``do_normalize`` of the checkpoint's ``preprocessor_config.json`` (``default`` without one)."""
+    pp = Path(checkpoint) / "preprocessor_config.json"
+    if local and pp.is_file():
+        return bool(json.loads(pp.read_text()).get("do_normalize", default))
+    return default
+
+
+def text_max_length(model_config, tokenizer, family: str) -> int:
+    """Longest token sequence the model takes: its position table, capped by the tokenizer's limit."""
+    max_pos = int(getattr(model_config, "max_position_embeddings", 512))
+    if family == "roberta":
+        max_pos -= model_config.pad_token_id + 1  # RoBERTa positions start after padding_idx
+    tok_max = getattr(tokenizer, "model_max_length", None) or max_pos
+    return int(min(max_pos, tok_max))
 
 
 class TransformersEncoder(Encoder):
@@ -137,37 +190,9 @@ class TransformersEncoder(Encoder):
 
         self.spec = spec
         self.device = device
-        if spec.family not in FAMILY_CLASSES:
-            raise ValueError(f"encoder {spec.name!r}: transformers backend has no family {spec.family!r}; "
-                             f"known: {sorted(FAMILY_CLASSES)}")
-        if not spec.checkpoint:
-            raise ValueError(f"encoder {spec.name!r}: no checkpoint given")
         text = spec.modality == "text"
         ckpt = spec.checkpoint
-        is_dir = os.path.isdir(ckpt)
-        if is_dir or not looks_like_hub_id(ckpt):
-            check_checkpoint_dir(ckpt, text, spec.name)
-        local = is_dir or hf_offline()
-        try:
-            cfg = transformers.AutoConfig.from_pretrained(ckpt, local_files_only=local)
-        except OSError as e:
-            if is_dir:
-                raise
-            raise FileNotFoundError(
-                f"encoder {spec.name!r}: checkpoint {ckpt!r} is neither a local directory nor loadable as a hub id"
-                + (" from the local HF cache (HF_HUB_OFFLINE is set)" if hf_offline() else "")
-                + f"; expected a directory with {_expected_files(text)} ({e})") from e
-        cls_name = FAMILY_CLASSES[spec.family]
-        archs = list(getattr(cfg, "architectures", None) or [])
-        if archs and archs[0] in FAMILY_HEAD_CLASSES[spec.family]:
-            cls_name = archs[0]
-        cls = getattr(transformers, cls_name)
-        model, info = cls.from_pretrained(ckpt, local_files_only=local, output_loading_info=True)
-        missing = [k for k in info.get("missing_keys", []) if not k.endswith(_UNUSED_IN_EVAL)]
-        if missing:
-            raise ValueError(f"encoder {spec.name!r}: checkpoint {ckpt} does not provide {len(missing)} weight(s) of "
-                             f"{cls_name}, e.g. {missing[:5]}; wrong family ({spec.family!r}) or a broken checkpoint?")
-        model = model.base_model if cls_name != FAMILY_CLASSES[spec.family] else model
+        model, local = load_pretrained(ckpt, spec.family, spec.name)
         model.eval().requires_grad_(False).to(device)
         self.model = model
         self.config = model.config
@@ -177,19 +202,11 @@ class TransformersEncoder(Encoder):
 
         if text:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(ckpt, local_files_only=local, use_fast=True)
-            max_pos = int(getattr(self.config, "max_position_embeddings", 512))
-            if spec.family == "roberta":
-                max_pos -= self.config.pad_token_id + 1  # RoBERTa positions start after padding_idx
-            tok_max = getattr(self.tokenizer, "model_max_length", None) or max_pos
-            self.max_length = int(min(max_pos, tok_max))
+            self.max_length = text_max_length(self.config, self.tokenizer, spec.family)
         else:
             self.frames_per_second = 16000.0 / float(np.prod(self.config.conv_stride))
             self.min_samples = conv_receptive_field(self.config.conv_kernel, self.config.conv_stride)
-            do_norm = True
-            pp = Path(ckpt) / "preprocessor_config.json"
-            if local and pp.is_file():
-                do_norm = bool(json.loads(pp.read_text()).get("do_normalize", True))
-            self.do_normalize = bool(spec.options.get("do_normalize", do_norm))
+            self.do_normalize = bool(spec.options.get("do_normalize", read_do_normalize(ckpt, local)))
             if getattr(self.config, "add_adapter", False):
                 raise NotImplementedError(f"encoder {spec.name!r}: wav2vec2 adapters (add_adapter) are not supported")
 
@@ -198,13 +215,7 @@ class TransformersEncoder(Encoder):
         m = self.model
         feats = []
         for w in wavs:
-            x = np.asarray(w, dtype=np.float32)
-            if x.ndim != 1:
-                raise ValueError(f"encoder {self.spec.name!r} expects mono 1-D waveforms, got shape {x.shape}")
-            if self.do_normalize:
-                x = zero_mean_unit_var(x)
-            if len(x) < self.min_samples:
-                x = np.pad(x, (0, self.min_samples - len(x)))
+            x = prepare_waveform(w, normalize=self.do_normalize, min_samples=self.min_samples, name=self.spec.name)
             t = torch.from_numpy(x).to(self.device)[None]
             feats.append(m.feature_extractor(t).transpose(1, 2)[0])  # (T_i, C)
         lens = [f.shape[0] for f in feats]

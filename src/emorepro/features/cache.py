@@ -42,12 +42,13 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ..audio import read_wav
 from ..encoders import load_encoder
-from ..encoders.base import AUDIO_SAMPLE_RATE, Encoder, EncoderSpec
+from ..encoders.base import Encoder, EncoderSpec
 from ..io import InputError, read_json, sha256_file, write_json, atomic_path
 
 CACHE_FORMAT = "emorepro-feature-cache/1"
@@ -104,21 +105,6 @@ def _length_key(row: dict, modality: str) -> float:
 
     info = sf.info(row["wav"])
     return info.frames / info.samplerate
-
-
-def read_wav(path: str) -> np.ndarray:
-    """16 kHz mono float32 waveform; anything else is a clear error naming the file."""
-    import soundfile as sf
-
-    try:
-        wav, sr = sf.read(path, dtype="float32", always_2d=True)
-    except Exception as e:  # soundfile raises LibsndfileError / RuntimeError
-        raise InputError(f"cannot read audio file {path}: {e}") from e
-    if sr != AUDIO_SAMPLE_RATE:
-        raise InputError(f"{path}: sample rate {sr} Hz, expected {AUDIO_SAMPLE_RATE} Hz mono (resample it at ingest)")
-    if wav.shape[1] != 1:
-        raise InputError(f"{path}: {wav.shape[1]} channels, expected mono")
-    return np.ascontiguousarray(wav[:, 0])
 
 
 def checkpoint_hashes(checkpoint: str | None) -> dict[str, str] | None:

@@ -1,8 +1,14 @@
 """Model registry: config names a model by key; nothing is ever evaluated from a string.
 
 Each family lives in its own module (a dataclass config, the ``nn.Module``, and the
-:class:`~emorepro.train.Recipe` that feeds it from the feature cache).  Entries are
+:class:`~emorepro.models.base.Recipe` that feeds it from its run context: feature caches,
+fine-tunable encoders, waveforms; see :mod:`emorepro.models.base`).  Entries are
 loaded lazily so that looking up one family does not import the others.
+
+An entry also names the dataclasses that hold its recipe's ``train.data`` and ``train.loss``
+options (None: the recipe takes none).  :meth:`ModelEntry.option_names` reads the accepted keys
+of all three from the source (:mod:`emorepro.models.static`), without importing torch, so that
+the workflow rejects a misspelt key when it is parsed (:func:`emorepro.config.check_config`).
 """
 from __future__ import annotations
 
@@ -18,6 +24,8 @@ class ModelEntry:
     config: str        # dataclass config
     recipe_name: str   # Recipe subclass
     inputs: tuple[str, ...]  # cache roles the recipe reads, e.g. ("audio",) or ("audio", "text")
+    data: str | None = None  # dataclass of the recipe's train.data options (None: it takes none)
+    loss: str | None = None  # dataclass of the recipe's train.loss options (None: it takes none)
 
     def _get(self, name: str):
         return getattr(importlib.import_module(f"emorepro.models.{self.module}"), name)
@@ -34,12 +42,21 @@ class ModelEntry:
     def recipe(self):
         return self._get(self.recipe_name)
 
+    def option_names(self, kind: str) -> tuple[str, ...]:
+        """Accepted keys of ``model_params`` (kind "model_params"), ``train.data`` or ``train.loss``, torch-free."""
+        from .static import dataclass_params
+
+        cls = {"model_params": self.config, "data": self.data, "loss": self.loss}[kind]
+        return dataclass_params(f"emorepro.models.{self.module}", cls) if cls else ()
+
 
 MODELS: dict[str, ModelEntry] = {
-    "zhang_bilstm_att": ModelEntry("zhang_bilstm", "ZhangBiLSTM", "ZhangConfig", "ZhangRecipe", ("audio",)),
+    "zhang_bilstm_att": ModelEntry("zhang_bilstm", "ZhangBiLSTM", "ZhangConfig", "ZhangRecipe", ("audio",),
+                                   data="ZhangData"),
     # The same network; the recipe adds the style head/loss, selective masking and "half" data.
-    "zhang_bilstm_att_mtl": ModelEntry("zhang_mtl", "ZhangBiLSTM", "ZhangConfig", "ZhangStyleRecipe", ("audio",)),
-    "ispas_mm": ModelEntry("ispas_mm", "IspasMM", "IspasConfig", "IspasRecipe", ("audio", "text")),
+    "zhang_bilstm_att_mtl": ModelEntry("zhang_mtl", "ZhangBiLSTM", "ZhangConfig", "ZhangStyleRecipe", ("audio",),
+                                       data="ZhangStyleData", loss="StyleLoss"),
+    "ispas_mm": ModelEntry("ispas_mm", "IspasMM", "IspasConfig", "IspasRecipe", ("audio", "text"), data="IspasData"),
 }
 
 

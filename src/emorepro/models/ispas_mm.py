@@ -40,6 +40,12 @@ Choices the paper leaves open (each is a field below, so it can be changed in co
   attention row is left without keys and not even its length leaks), and its side of the
   network -- encoder (fine-tuning), projection and S/A -- is frozen for that epoch.
   p(e) = p_start * (1 + cos(pi (e-1)/(E-1))) / 2 for e = 1..E, set to 0 below ``rmm_floor``.
+* Fine-tuning (``train.finetune``, the engine's encoders of :mod:`emorepro.encoders.finetune`):
+  the paper freezes the CNN feature extractor and the text embeddings (Sec. 4.2) and says nothing
+  of the rest.  config/config.yaml writes out what fine-tuning the published checkpoints with
+  transformers' defaults does, the most plausible reading: HuBERT's feature projection trains,
+  dropout 0.1 in both encoders and HuBERT's LayerDrop 0.1 (their config.json values), the last
+  hidden layer of each, full-length audio.
 """
 from __future__ import annotations
 
@@ -52,6 +58,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .base import Recipe, masked_mean
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +109,6 @@ class IspasConfig:
 
 
 # --------------------------------------------------------------------------- pieces
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    # x: (B, N, d); mask: (B, N) True for real positions -> (B, d)
-    m = mask.to(x.dtype)[..., None]                                     # (B, N, 1)
-    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
 def pad_to(x: torch.Tensor, mask: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -301,28 +303,20 @@ def rmm_probability(epoch: int, n_epochs: int, p_start: float = 0.8, floor: floa
 
 
 class IspasFinetune(nn.Module):
-    """Encoders + heads for ``encoders: finetune``: the transformer layers train, while the CNN
-    feature extractor (audio) and the embeddings (text) stay frozen (Sec. 4.2).
+    """Encoders + heads for fine-tuning (``train.finetune`` lists ``audio`` and ``text``).
 
-    The audio path is that of the frozen cache (:mod:`emorepro.encoders.transformers_backend`):
-    the CNN runs on each utterance unpadded, the transformer on the padded batch with a frame
-    mask, so at initialisation the features equal the cached ones.  SpecAugment-style time
-    masking of ``HubertModel.forward`` is not applied (the paper does not mention it).
+    The encoders are the engine's fine-tunable modules (:mod:`emorepro.encoders.finetune`), handed
+    over by the loop in ``ctx.encoders``; what trains is their config (Sec. 4.2: the transformer
+    layers train, the CNN feature extractor and the text embeddings stay frozen).  At
+    initialisation the audio features equal the frozen cache's (same computation).  RMM freezes
+    the masked modality's encoder for the epoch, besides its projection and S/A.
     """
 
-    def __init__(self, heads: IspasMM, audio_encoder: nn.Module, text_encoder: nn.Module,
-                 audio_layer: int = -1, text_layer: int = -1):
+    def __init__(self, heads: IspasMM, audio_encoder: nn.Module, text_encoder: nn.Module):
         super().__init__()
         self.heads = heads
-        self.audio_encoder = audio_encoder
-        self.text_encoder = text_encoder
-        self.audio_layer, self.text_layer = audio_layer, text_layer
-        always = [*audio_encoder.feature_extractor.parameters(), *text_encoder.embeddings.parameters()]
-        if getattr(audio_encoder, "masked_spec_embed", None) is not None:
-            always.append(audio_encoder.masked_spec_embed)   # SpecAugment vector: unused here
-        for p in always:
-            p.requires_grad_(False)
-        heads._always_frozen = {id(p) for p in always}
+        self.audio_encoder = audio_encoder   # FinetuneAudioEncoder: (wav, wav_lens) -> hidden (B, Ta, d_audio), mask
+        self.text_encoder = text_encoder     # FinetuneTextEncoder: (input_ids, attention_mask) -> hidden (B, Tt, d_text), mask
 
     @property
     def cfg(self) -> IspasConfig:
@@ -334,84 +328,68 @@ class IspasFinetune(nn.Module):
 
     def set_masked_modality(self, modality: str | None) -> None:
         self.heads.set_masked_modality(modality)
-        for m, enc in (("audio", self.audio_encoder), ("text", self.text_encoder)):
-            for p in enc.parameters():
-                p.requires_grad_(m != modality and id(p) not in self.heads._always_frozen)
-
-    def _audio(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # wav: (B, S) zero-padded, already normalised; wav_lens: (B,) samples -> (B, T, d), (B, T)
-        enc = self.audio_encoder
-        with torch.no_grad():                                   # the CNN is frozen: no activations kept
-            feats = [enc.feature_extractor(wav[i: i + 1, : int(n)]).transpose(1, 2)[0]
-                     for i, n in enumerate(wav_lens.tolist())]  # (T_i, C) each
-        lens = [f.size(0) for f in feats]
-        x = nn.utils.rnn.pad_sequence(feats, batch_first=True)   # (B, T, C)
-        mask = torch.arange(x.size(1), device=x.device)[None, :] < torch.tensor(lens, device=x.device)[:, None]
-        h = enc.feature_projection(x)
-        h = h[0] if isinstance(h, tuple) else h                  # wav2vec2 returns (hidden, normed)
-        hs = enc.encoder(h, attention_mask=mask if len(lens) > 1 else None, output_hidden_states=True,
-                         return_dict=True).hidden_states
-        return hs[self.audio_layer] * mask[..., None], mask
+        self.audio_encoder.set_trainable(modality != "audio")
+        self.text_encoder.set_trainable(modality != "text")
 
     def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         masked = self.heads.masked if self.training else None
         tmask = attention_mask.bool()                                       # (B, Tt)
-        if masked == "text":   # zeroed anyway by the heads: skip the frozen encoder
+        if masked == "text":   # zeroed anyway by the heads: skip the encoder
             text = wav.new_zeros(input_ids.shape + (self.heads.cfg.d_text,))
         else:
-            hs = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
-                                   return_dict=True).hidden_states
-            text = hs[self.text_layer] * tmask[..., None]                   # (B, Tt, d_text)
+            text = self.text_encoder(input_ids, attention_mask)["hidden"]   # (B, Tt, d_text)
         if masked == "audio":
-            n = _n_frames(self.audio_encoder.config, wav_lens)
+            n = self.audio_encoder.frame_lengths(wav_lens)
             audio = wav.new_zeros((wav.size(0), int(n.max()), self.heads.cfg.d_audio))
             amask = torch.arange(audio.size(1), device=wav.device)[None, :] < n[:, None]
         else:
-            audio, amask = self._audio(wav, wav_lens)                       # (B, Ta, d_audio), (B, Ta)
+            a = self.audio_encoder(wav, wav_lens)
+            audio, amask = a["hidden"], a["mask"]                           # (B, Ta, d_audio), (B, Ta)
         return self.heads(audio, amask, text, tmask)
-
-
-def _n_frames(config, n_samples: torch.Tensor) -> torch.Tensor:
-    n = n_samples.clone()
-    for k, s in zip(config.conv_kernel, config.conv_stride):
-        n = torch.div(n - k, s, rounding_mode="floor") + 1
-    return n
 
 
 # --------------------------------------------------------------------------- recipe
 
-from ..train import Recipe  # noqa: E402
-
 
 @dataclass
 class IspasData:
-    """``train.data`` of an Ispas experiment."""
+    """``train.data`` of an Ispas experiment (frozen-cache mode; fine-tuning options are ``train.finetune``)."""
 
-    encoders: str = "frozen"              # "frozen": read the feature caches; "finetune": encode on the fly
-    audio_layer: int = -1                 # frozen: position in the audio cache's layers; finetune: hidden-state index
+    audio_layer: int = -1                 # position in the audio cache's layers
     text_layer: int = -1                  # same for text (caches of text encoders are token-level)
     max_audio_seconds: float | None = None  # cut longer utterances (None: the paper cuts nothing)
     audio_frame_rate: float = 50.0        # frames/s of the audio cache (HuBERT/wav2vec2: 20 ms frames)
-    audio_checkpoint: str | None = None   # finetune: local checkpoint dir (None: the one the audio cache was built from)
-    text_checkpoint: str | None = None    # finetune: same for text
 
 
 class IspasRecipe(Recipe):
-    """Feeds :class:`IspasMM` from the ``audio`` and ``text`` caches (or :class:`IspasFinetune` from raw input).
+    """Feeds :class:`IspasMM` from the ``audio`` and ``text`` caches, or :class:`IspasFinetune` from raw input.
 
-    Targets: the class label, and ``valence_norm`` / ``arousal_norm`` of the manifest (ratings rescaled
-    from [1, 5] to [0, 1]).  RMM's draws come from a generator seeded by the run seed (two uniforms per
-    epoch, whatever p is, so the draws of one epoch never depend on the schedule of another).
+    Mode: fine-tuning when the loop hands over fine-tunable ``audio`` and ``text`` encoders
+    (``train.finetune``), else the frozen feature caches.  Targets: the class label, and
+    ``valence_norm`` / ``arousal_norm`` of the manifest (ratings rescaled from [1, 5] to [0, 1]; a rating
+    outside 1-5 was clipped to the scale at ingestion, and the ingest sidecar counts them, so such an
+    utterance trains the Con task on the nearest valid target).  RMM's draws come from a generator seeded
+    by the run seed (two uniforms per epoch, whatever p is, so the draws of one epoch never depend on the
+    schedule of another).
     """
+
+    finetune_roles = MODALITIES
 
     def __init__(self, ctx):
         super().__init__(ctx)
+        if "encoders" in ctx.cfg.data or any(k.endswith("_checkpoint") for k in ctx.cfg.data):
+            raise ValueError("config: train.data.encoders / *_checkpoint are gone: list the encoders to fine-tune "
+                             "under train.finetune (audio, text); without it the feature caches are read")
         self.data = IspasData(**ctx.cfg.data)
-        assert self.data.encoders in ("frozen", "finetune"), \
-            f"config: train.data.encoders must be 'frozen' or 'finetune', got {self.data.encoders!r}"
-        self.finetune = self.data.encoders == "finetune"
-        if not self.finetune:
+        self.finetune = bool(ctx.encoders)
+        if self.finetune:
+            assert set(ctx.encoders) == set(MODALITIES), \
+                f"ispas_mm fine-tunes both encoders: train.finetune must list {MODALITIES}, got {sorted(ctx.encoders)}"
+            assert self.data.max_audio_seconds is None, \
+                "config: train.data.max_audio_seconds applies to cached features; when fine-tuning use " \
+                "train.finetune.audio.train_max_seconds / eval_max_seconds"
+        else:
             for role in MODALITIES:
                 assert role in ctx.caches, f"ispas_mm reads caches with roles {MODALITIES}; got {sorted(ctx.caches)}"
         self.input_keys = ("wav", "wav_lens", "input_ids", "attention_mask") if self.finetune else \
@@ -423,8 +401,14 @@ class IspasRecipe(Recipe):
                 continue
             self.y[split] = ctx.labels(split)
             va = np.stack([np.asarray(m.loc[utts, c], dtype=np.float32) for c in ("valence_norm", "arousal_norm")], 1)
-            assert np.isfinite(va).all() and (va >= 0).all() and (va <= 1).all(), \
-                f"manifest: valence_norm/arousal_norm of the {split} split must be in [0, 1] (got {va.min()}..{va.max()})"
+            if not (np.isfinite(va).all() and (va >= 0).all() and (va <= 1).all()):
+                # Ingestion clips out-of-scale ratings into [0, 1] (emorepro.corpus.iemocap.normalise_ratings,
+                # counted in its sidecar); what is left here is a corpus without ratings: a config error.
+                from ..io import InputError
+
+                raise InputError(f"manifest: valence_norm/arousal_norm of the {split} split must be ratings in [0, 1] "
+                                 f"(got {np.nanmin(va)}..{np.nanmax(va)}, {int((~np.isfinite(va)).sum())} missing); "
+                                 "the Con task needs a corpus with valence/arousal ratings")
             self.va[split] = va                                          # (N, 2)
         self.rng = np.random.default_rng([ctx.seed, 0x1595])             # RMM draws only
         self.rmm_history: list[dict[str, Any]] = []
@@ -439,42 +423,10 @@ class IspasRecipe(Recipe):
             params.update(d_audio=self.ctx.caches["audio"].dim, d_text=self.ctx.caches["text"].dim)
             net, self._model_cfg = build_model("ispas_mm", params)
             return net
-        audio_enc, text_enc = self._load_encoders()
-        params.update(d_audio=int(audio_enc.config.hidden_size), d_text=int(text_enc.config.hidden_size))
+        audio_enc, text_enc = self.ctx.encoders["audio"], self.ctx.encoders["text"]
+        params.update(d_audio=audio_enc.dim, d_text=text_enc.dim)
         heads, self._model_cfg = build_model("ispas_mm", params)
-        return IspasFinetune(heads, audio_enc, text_enc, self.data.audio_layer, self.data.text_layer)
-
-    def _checkpoint(self, role: str) -> str:
-        ck = getattr(self.data, f"{role}_checkpoint")
-        if ck is None and role in self.ctx.caches:
-            ck = self.ctx.caches[role].manifest.get("checkpoint")
-        assert ck, f"config: train.data.{role}_checkpoint is needed for encoders: finetune (no {role} cache to take it from)"
-        return ck
-
-    def _load_encoders(self):
-        import json
-        from pathlib import Path
-
-        import transformers
-
-        from ..encoders.transformers_backend import check_checkpoint_dir, conv_receptive_field
-
-        audio_ck, text_ck = self._checkpoint("audio"), self._checkpoint("text")
-        check_checkpoint_dir(audio_ck, text=False, name="audio")
-        check_checkpoint_dir(text_ck, text=True, name="text")
-        audio = transformers.AutoModel.from_pretrained(audio_ck, local_files_only=True)
-        text = transformers.AutoModel.from_pretrained(text_ck, local_files_only=True)
-        assert hasattr(audio, "feature_extractor"), f"{audio_ck}: not a wav2vec2/HuBERT-style audio encoder"
-        assert hasattr(text, "embeddings"), f"{text_ck}: not a BERT-style text encoder"
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(text_ck, local_files_only=True, use_fast=True)
-        pp = Path(audio_ck) / "preprocessor_config.json"
-        self.do_normalize = bool(json.loads(pp.read_text()).get("do_normalize", True)) if pp.is_file() else True
-        self.min_samples = conv_receptive_field(audio.config.conv_kernel, audio.config.conv_stride)
-        max_pos = int(getattr(text.config, "max_position_embeddings", 512))
-        if getattr(text.config, "model_type", "") == "roberta":
-            max_pos -= text.config.pad_token_id + 1
-        self.max_tokens = min(max_pos, int(getattr(self.tokenizer, "model_max_length", max_pos) or max_pos))
-        return audio, text
+        return IspasFinetune(heads, audio_enc, text_enc)
 
     # ----------------------------------------------------------------- batches
     def _pad(self, seqs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -493,7 +445,10 @@ class IspasRecipe(Recipe):
              "valence": torch.from_numpy(self.va[split][idx, 0]).to(d),
              "arousal": torch.from_numpy(self.va[split][idx, 1]).to(d)}
         if self.finetune:
-            b.update(self._raw_batch(utts))
+            ctx = self.ctx
+            audio_enc, text_enc = ctx.encoders["audio"], ctx.encoders["text"]
+            b.update(audio_enc.collate([ctx.audio(u) for u in utts], device=d))   # crops follow net.train()/eval()
+            b.update(text_enc.tokenize([ctx.transcript(u) for u in utts], device=d))
             return b
         ca, ct = self.ctx.caches["audio"], self.ctx.caches["text"]
         max_frames = None
@@ -504,27 +459,6 @@ class IspasRecipe(Recipe):
         b["text"], b["text_mask"] = self._pad([np.asarray(ct.layer(u, self.data.text_layer), dtype=np.float32)
                                                for u in utts])
         return b
-
-    def _raw_batch(self, utts: list[str]) -> dict[str, torch.Tensor]:
-        from ..features.cache import read_wav
-        from ..encoders.transformers_backend import zero_mean_unit_var
-
-        m, d = self.ctx.manifest, self.ctx.device
-        wavs = []
-        for u in utts:
-            w = read_wav(m.at[u, "wav"])
-            if self.data.max_audio_seconds:
-                w = w[: int(self.data.max_audio_seconds * 16000)]
-            w = zero_mean_unit_var(w) if self.do_normalize else w
-            wavs.append(np.pad(w, (0, max(0, self.min_samples - len(w)))))
-        lens = np.array([len(w) for w in wavs])
-        x = np.zeros((len(wavs), lens.max()), dtype=np.float32)
-        for i, w in enumerate(wavs):
-            x[i, : len(w)] = w
-        enc = self.tokenizer([str(m.at[u, "transcript"]) for u in utts], padding=True, truncation=True,
-                             max_length=self.max_tokens, return_tensors="pt")
-        return {"wav": torch.from_numpy(x).to(d), "wav_lens": torch.from_numpy(lens).to(d),
-                "input_ids": enc["input_ids"].to(d), "attention_mask": enc["attention_mask"].to(d)}
 
     # ----------------------------------------------------------------- training hooks
     def loss(self, out, batch, epoch):

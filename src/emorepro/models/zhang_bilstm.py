@@ -125,7 +125,7 @@ from dataclasses import dataclass as _dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from ..train import Recipe  # noqa: E402
+from .base import Recipe  # noqa: E402
 
 
 @_dataclass

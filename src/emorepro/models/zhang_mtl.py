@@ -105,19 +105,24 @@ class ZhangStyleRecipe(ZhangRecipe):
 
     data_cls = ZhangStyleData
 
-    def __init__(self, ctx):
+    @classmethod
+    def training_set(cls, ctx):
+        """The "(half)" rows: a stratified, seeded fraction of the fold's training split (None: all of it)."""
         data = ZhangStyleData(**ctx.cfg.data)
+        if data.train_fraction >= 1.0:
+            return None
+        m, train = ctx.manifest, ctx.splits["train"]
+        corpus = m.loc[train, "corpus"] if "corpus" in m.columns else [""] * len(train)
+        strata = [f"{c}/{lab}" for c, lab in zip(corpus, m.loc[train, "label"])]
+        seed = ctx.seed if data.subsample_seed is None else data.subsample_seed
+        subset = stratified_subset(train, strata, data.train_fraction, seed)
+        log.info("train_fraction %.3g: %d of %d training utterances (stratified by corpus/label, seed %d)",
+                 data.train_fraction, len(subset), len(train), seed)
+        return subset
+
+    def __init__(self, ctx):
         self.loss_cfg = StyleLoss(**ctx.cfg.loss)
         m = ctx.manifest
-        if data.train_fraction < 1.0:
-            train = ctx.splits["train"]
-            corpus = m.loc[train, "corpus"] if "corpus" in m.columns else [""] * len(train)
-            strata = [f"{c}/{lab}" for c, lab in zip(corpus, m.loc[train, "label"])]
-            seed = ctx.seed if data.subsample_seed is None else data.subsample_seed
-            # The split dict is shared with the trainer and the run summary: both see the subset.
-            ctx.splits["train"] = stratified_subset(train, strata, data.train_fraction, seed)
-            log.info("train_fraction %.3g: %d of %d training utterances (stratified by corpus/label, seed %d)",
-                     data.train_fraction, len(ctx.splits["train"]), len(train), seed)
         super().__init__(ctx)
         self.corpus = {s: (m.loc[u, "corpus"].to_numpy() if "corpus" in m.columns else None)
                        for s, u in ctx.splits.items() if u}

@@ -1,4 +1,4 @@
-"""Compiled kernels of the exact best-subset search (used by :mod:`emorepro.fusion`).
+"""Compiled kernels of the late-fusion searches (the exact search of :mod:`.exact`, the beam of :mod:`.heuristics`).
 
 Why hand-written loops: the search scores about ``C(n, k)`` candidate subsets, each on
 hundreds of utterances, and no library offers "argmax of a sum of logits over every
@@ -15,7 +15,7 @@ label, in class order) the margin ``d = l_i[u, y_u] - l_i[u, j]`` is quantised t
 with ``s_u`` chosen so that the sum of ``|a|`` over all trials stays below 2**15; every
 partial sum the kernels form is a sum over distinct trials, so int16 never overflows.
 For a subset ``S`` of size ``k`` the scaled reference margin (numpy's float64 sums, see
-:func:`emorepro.fusion.fused_predictions`) lies in ``(sum_S a - E, sum_S a + k + E)``,
+:func:`emorepro.fusion.reference.fused_predictions`) lies in ``(sum_S a - E, sum_S a + k + E)``,
 where ``E`` bounds the float64 rounding of the logits' sums, of the margins and of their
 scaling (``E < Bf``).  Hence, with ``v = min_j sum_S a[u, j, :]``:
 
@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -96,6 +96,26 @@ def argmax_is(v, yy):
             if v[c] > sy:
                 return False
     return True
+
+
+@numba.njit(cache=True, nogil=True)
+def extend_scores(S, logits, labels, weights, exclude):
+    """Beam step (:mod:`.heuristics`): integer score of ``S + logits[i]`` for every trial
+    ``i`` not excluded (-1 for excluded).  ``S``: (N, C) float64 sums of the parent subset."""
+    n, N, C = logits.shape
+    out = np.full(n, -1, np.int64)
+    v = np.empty(C)
+    for i in range(n):
+        if exclude[i]:
+            continue
+        sc = 0
+        for u in range(N):
+            for c in range(C):
+                v[c] = S[u, c] + logits[i, u, c]
+            if argmax_is(v, labels[u]):
+                sc += weights[u]
+        out[i] = sc
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -170,9 +190,11 @@ def _extend_table(A, prev, poff, pstart, start, off, cut, n, out):
                     dst[o + q] = x + src[lo + q]
 
 
-@dataclass
-class Tables:
-    """Quantised margins of the contested utterances and the lane and bound tables."""
+class Tables(NamedTuple):
+    """Quantised margins of the contested utterances and the lane and bound tables.
+
+    A NamedTuple so that the compiled search takes it whole (numba reads its fields by name).
+    """
 
     T: tuple  # T[s]: (U, J3, W_s) int16 sums of a over each (s+1)-set of trials >= cut[s]
     off: np.ndarray  # (S,) lane of set 0 in T[s] (sets end at the last lane; T[0]: 0)
@@ -207,18 +229,30 @@ class Tables:
 SET_BYTES = (32 * 2**20, 64 * 2**20, 32 * 2**20, 32 * 2**20)
 
 
-def build_tables(logits: np.ndarray, labels: np.ndarray, class_weight: np.ndarray, kmax: int,
-                 min_rows: int = 3, set_cuts=None) -> Tables:
-    """Quantise the margins, drop the utterances decided for every subset, build the tables.
+class Margins(NamedTuple):
+    """Quantised margins of the utterances left open by :func:`quantise` (the search's input)."""
+
+    A: np.ndarray  # (U, J3, NW) int16: a[u, j, i] in lanes i < n, zero padding after
+    L: np.ndarray  # (U, n, C) float64 logits of the open utterances (reference re-scoring)
+    y: np.ndarray  # (U,) their labels
+    W: np.ndarray  # (C,) int64 class weights of the integer UAR score
+    Bf: int  # rounding band (units of a)
+    base: int  # score of the utterances correct in every subset
+    n: int
+
+    @property
+    def U(self) -> int:
+        return self.A.shape[0]
+
+
+def quantise(logits: np.ndarray, labels: np.ndarray, class_weight: np.ndarray, min_rows: int = 3) -> Margins:
+    """Quantise the margins and drop the utterances decided for every subset.
 
     logits: (n, N, C) float64, finite; labels: (N,) int64; class_weight: (C,) int64.
     ``min_rows``: margin rows are padded (repeating row 0) to at least this many; 3 is
-    the vectorised path, more forces the generic-J loops (tests).  Sets of 3, 4 and 5 trials
-    are tabulated for the largest trial range ``cut..n-1`` that fits :data:`SET_BYTES`
-    (30 trials x 5,531 utterances: triples of trials 8-29, 30 MB; quadruples of trials
-    12-29, 60 MB; quintuples of trials 17-29, 25 MB; sextuples of trials 18-29, 18 MB);
-    the sets with smaller trials serve only nodes that are rare at any k.  ``set_cuts``
-    sets the cuts of sizes 3, 4, ... directly (tests; missing entries: from the budget).
+    the vectorised path, more forces the generic-J loops (tests).  Cheap (a few passes
+    over the logits): the search's cost estimate reads the number of open utterances
+    before anything expensive is built.
     """
     n, N, C = logits.shape
     J = C - 1
@@ -256,12 +290,23 @@ def build_tables(logits: np.ndarray, labels: np.ndarray, class_weight: np.ndarra
     NW = max(LANE, -(-n // LANE) * LANE)
     A = np.zeros((U, J3, NW), np.int16)
     A[:, :, :n] = Aq.transpose(1, 2, 0)
-    return Tables(
-        **_lane_tables(A, n, kmax, set_cuts),
-        L=np.ascontiguousarray(logits[:, open_, :].transpose(1, 0, 2)), y=labels[open_].astype(np.int64),
-        W=np.asarray(class_weight, np.int64), Bf=Bf, base=int(class_weight[labels[always]].sum()), n=n,
-        Ptot=np.zeros((U, J3), np.int16), complement=False,
-    )
+    return Margins(A=A, L=np.ascontiguousarray(logits[:, open_, :].transpose(1, 0, 2)),
+                   y=labels[open_].astype(np.int64), W=np.asarray(class_weight, np.int64), Bf=Bf,
+                   base=int(class_weight[labels[always]].sum()), n=n)
+
+
+def build_tables(m: Margins, kmax: int, set_cuts=None) -> Tables:
+    """The lane and bound tables of the search for sizes up to ``kmax``.
+
+    Sets of 3, 4 and 5 trials are tabulated for the largest trial range ``cut..n-1`` that
+    fits :data:`SET_BYTES` (30 trials x 5,531 utterances: triples of trials 8-29, 30 MB;
+    quadruples of trials 12-29, 60 MB; quintuples of trials 17-29, 25 MB; sextuples of
+    trials 18-29, 18 MB); the sets with smaller trials serve only nodes that are rare at
+    any k.  ``set_cuts`` sets the cuts of sizes 3, 4, ... directly (tests; missing
+    entries: from the budget).
+    """
+    return Tables(**_lane_tables(m.A, m.n, kmax, set_cuts), L=m.L, y=m.y, W=m.W, Bf=m.Bf, base=m.base, n=m.n,
+                  Ptot=np.zeros((m.U, m.A.shape[1]), np.int16), complement=False)
 
 
 def complement_tables(t: Tables, kmax: int, set_cuts=None) -> Tables:
@@ -314,34 +359,63 @@ def _lane_tables(A, n, kmax, set_cuts) -> dict:
                 sets=tuple(sets), QB=_suffix_bound_tables(A, n, kmax))
 
 
-class Scratch:
-    """Per-thread working memory of :func:`branch_and_bound`."""
+class Scratch(NamedTuple):
+    """Per-thread working memory of :func:`branch_and_bound` (reused across work items)."""
 
-    def __init__(self, t: Tables, kmax: int):
+    O: np.ndarray  # (d, U+1) int32: utterances of the list at each depth
+    P: np.ndarray  # (d, U+1, J3) int16: their partial sums
+    SU: np.ndarray  # (d, C, NW): sure members per class and child
+    OP: np.ndarray  # (d, C, NW): open members per class and child
+    CL: np.ndarray  # (d, NW, U+1) int32: children's lists (parent positions)
+    CN: np.ndarray  # (d, NW) int32: their lengths
+    f: np.ndarray  # (NW,) int32: open flags of one utterance
+    NL: np.ndarray  # (C, NX): not-wrong counts of leaves per lane
+    NLc: np.ndarray  # (C, n, NX): same, per child x lane
+    cb: np.ndarray  # (S, n) int64: first lane of each child's sets
+    tmp: np.ndarray  # (NX,) int16: generic-J minima
+    tmp2: np.ndarray  # (NX,) int16
+    cur: np.ndarray  # (d,) int64: next child at each depth
+    mm: np.ndarray  # (d,) int64: list length at each depth
+    bb: np.ndarray  # (d,) int64: sure weight at each depth
+    sub: np.ndarray  # (n+1,) int64: the current subset
+
+    @classmethod
+    def allocate(cls, t: Tables, kmax: int) -> Scratch:
+        """Buffers for searches of depth up to ``kmax`` on tables ``t``."""
         U, J3, NW = t.A.shape
         C = t.W.shape[0]
         NX = max(x.shape[2] for x in t.T)  # widest lane table
         S = len(t.T)
         cnt = np.int16 if U < _QMAX else np.int32  # per-class counts of list members
         d = kmax + 1
-        self.arrays = (
-            np.zeros((d, U + 1), np.int32),  # O: utterances of the list at each depth
-            np.zeros((d, U + 1, J3), np.int16),  # P: their partial sums
-            np.zeros((d, C, NW), cnt),  # SU: sure per class and child
-            np.zeros((d, C, NW), cnt),  # OP: open per class and child
-            np.zeros((d, NW, U + 1), np.int32),  # CL: children's lists (parent positions)
-            np.zeros((d, NW), np.int32),  # CN: their lengths
-            np.zeros(NW, np.int32),  # f: open flags of one utterance
-            np.zeros((C, NX), cnt),  # NL: not-wrong counts of leaves per lane
-            np.zeros((C, max(t.n, 1), NX), cnt),  # NLc: same, per child x lane
-            np.zeros((S, max(t.n, 1)), np.int64),  # cb: first lane of each child's sets
-            np.zeros(NX, np.int16),  # tmp, tmp2: generic-J minima
-            np.zeros(NX, np.int16),
-            np.zeros(d, np.int64),  # cur: next child at each depth
-            np.zeros(d, np.int64),  # mm: list length at each depth
-            np.zeros(d, np.int64),  # bb: sure weight at each depth
-            np.zeros(max(t.n, 1) + 1, np.int64),  # sub: the current subset
+        n1 = max(t.n, 1)
+        return cls(
+            O=np.zeros((d, U + 1), np.int32), P=np.zeros((d, U + 1, J3), np.int16),
+            SU=np.zeros((d, C, NW), cnt), OP=np.zeros((d, C, NW), cnt),
+            CL=np.zeros((d, NW, U + 1), np.int32), CN=np.zeros((d, NW), np.int32), f=np.zeros(NW, np.int32),
+            NL=np.zeros((C, NX), cnt), NLc=np.zeros((C, n1, NX), cnt), cb=np.zeros((S, n1), np.int64),
+            tmp=np.zeros(NX, np.int16), tmp2=np.zeros(NX, np.int16),
+            cur=np.zeros(d, np.int64), mm=np.zeros(d, np.int64), bb=np.zeros(d, np.int64),
+            sub=np.zeros(n1 + 1, np.int64),
         )
+
+
+class Search(NamedTuple):
+    """One work item of :func:`branch_and_bound`: the best set of size ``k`` below ``prefix``.
+
+    ``tables`` and ``scratch`` are shared by the items of one thread; ``kband`` is the
+    size of the subsets scored (``n - k`` for complement tables, else ``k``; it sets the
+    rounding band); only a score ``> thr`` counts; the winner is written to ``best``
+    (int64, length ``k``).
+    """
+
+    tables: Tables
+    scratch: Scratch
+    kband: int
+    k: int
+    prefix: np.ndarray  # (p,) int64, sorted, p < k
+    thr: int
+    best: np.ndarray
 
 
 # --------------------------------------------------------------------------------------
@@ -512,7 +586,7 @@ def _leaf_score(Od, Pd, m, A, col, col2, T, q, cls, W, Bf, lost, L, y, sub, k, c
             if col2 >= 0:
                 x += A[u, j, col2]
             v = min(v, x)
-        if v >= Bf:
+        if v >= Bf:  # noqa: SIM114  (sure: no reference re-scoring)
             sc += W[cls[u]]
         elif v > lost and _correct_reference(L, y, sub, k, u, comp):
             sc += W[cls[u]]
@@ -523,15 +597,20 @@ def _leaf_score(Od, Pd, m, A, col, col2, T, q, cls, W, Bf, lost, L, y, sub, k, c
 # The search
 # --------------------------------------------------------------------------------------
 @numba.njit(cache=True, nogil=True)
-def branch_and_bound(T, off, cut, start, sets, QB, L, y, W, Bf, Ptot, comp, kband, k, prefix, thr, base0,
-                     O, P, SU, OP, CL, CN, f, NL, NLc, cb, tmp, tmp2, cur, mm, bb, sub, best_subset):
-    """Best set of size ``k`` among those starting with ``prefix`` (sorted, len < k).
+def branch_and_bound(job):
+    """Best set of size ``job.k`` among those starting with ``job.prefix`` (a :class:`Search`).
 
-    Only a score ``> thr`` counts; returns (found, best score, nodes + leaves visited), and
-    the best set in ``best_subset`` when found: the first in lexicographic order, or with
-    ``comp`` (complement tables: the set is the complement of the subset, whose size
-    ``kband`` sets the rounding band) the last, i.e. the lexicographically first subset.
+    Only a score ``> job.thr`` counts; returns (found, best score, nodes + leaves visited),
+    and the best set in ``job.best`` when found: the first in lexicographic order, or with
+    complement tables (the set is the complement of the subset, whose size ``job.kband``
+    sets the rounding band) the last, i.e. the lexicographically first subset.
     """
+    tabs, scr = job.tables, job.scratch
+    T, off, cut, start, sets, QB = tabs.T, tabs.off, tabs.cut, tabs.start, tabs.sets, tabs.QB
+    L, y, W, Bf, Ptot, comp, base0 = tabs.L, tabs.y, tabs.W, tabs.Bf, tabs.Ptot, tabs.complement, tabs.base
+    O, P, SU, OP, CL, CN, f, NL, NLc, cb = scr.O, scr.P, scr.SU, scr.OP, scr.CL, scr.CN, scr.f, scr.NL, scr.NLc, scr.cb
+    tmp, tmp2, cur, mm, bb, sub = scr.tmp, scr.tmp2, scr.cur, scr.mm, scr.bb, scr.sub
+    kband, k, prefix, thr, best_subset = job.kband, job.k, job.prefix, job.thr, job.best
     A = T[0]
     U, J, NW = A.shape
     n = L.shape[1]

@@ -1,0 +1,5 @@
+from emorepro.steps import job_done, log_to, synth_jtes_corpus
+
+log_to(snakemake.log[0], snakemake.input)
+synth_jtes_corpus(snakemake.params.out_dir, snakemake.params.synth)
+job_done()
