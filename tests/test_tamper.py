@@ -153,8 +153,11 @@ def test_a_failed_rerun_keeps_the_previous_outputs_rules_declare_update():
             if out is None or name == "extract_features":
                 continue
             seen.add(name)
-            lines = [ln.strip() for ln in out.group(2).strip().splitlines()]
-            assert all("=update(" in line for line in lines), (smk.name, name, lines)
+            block = out.group(2).splitlines()
+            indent = len(block[0]) - len(block[0].lstrip())
+            entries = [ln.strip() for ln in block   # name=... entries, not their continuation lines
+                       if len(ln) - len(ln.lstrip()) == indent and re.match(r"\s*\w+=", ln)]
+            assert entries and all(re.match(r"\w+=update\(", e) for e in entries), (smk.name, name, entries)
     assert {"synth_corpus", "ingest", "folds", "train", "table", "confusion", "fusion", "corpus_table",
             "summary", "synthesize"} <= seen, seen
     assert any("score" in n for n in seen)   # the scoring rules, defined in a loop
