@@ -125,6 +125,12 @@ def all_experiments():
     return [(p, v) for p, variants in config["experiments"].items() for v in variants]
 
 
+def experiment_by_key(key):
+    """The experiment "<paper>/<variant>"."""
+    paper, _, variant = key.partition("/")
+    return experiment(paper, variant)
+
+
 def experiment_rule_name(kind, paper, variant):
     """Name of a per-experiment rule: score_<paper>_<variant> ('-' becomes '_'; check_config keeps them unique)."""
     return f"{kind}_{experiment_id(paper, variant)}"
@@ -172,7 +178,7 @@ def table_spec(table):
     t = config["tables"][table]
     xs = [x for r in t["rows"] for x in row_experiments(r)]
     xs += [x for f in table_fusion(table) for x in config["fusion"][f]["experiments"]]
-    used = [experiment(*x.split("/", 1))["corpus"] for x in dict.fromkeys(xs)]
+    used = [experiment_by_key(x)["corpus"] for x in dict.fromkeys(xs)]
     spec["notes"] = [*spec["notes"], *session_notes(used, config["corpora"])]
     return spec
 
@@ -223,7 +229,7 @@ def fusion_outputs(name):
         "intermediate_csv": f"{RESULTS}/fusion_intermediate/{name}.csv" if inter else "",
         "intermediate_json": f"{RESULTS}/fusion_intermediate/{name}.json" if inter else "",
         "selections": sorted(
-            {experiment(*x.split("/", 1))["train"].get("selection") or "" for x in f["experiments"]}
+            {experiment_by_key(x)["train"].get("selection") or "" for x in f["experiments"]}
         ),
     }
 
@@ -420,7 +426,7 @@ INTERMEDIATE_SETS = _names_regex(n for n, f in config["fusion"].items() if f.get
 def intermediate_inputs(wildcards):
     """The trials' predictions (their runs' embeddings.npz lie beside them) and the corpus manifest."""
     f = config["fusion"][wildcards.name]
-    corpus = experiment(*f["experiments"][0].split("/", 1))["corpus"]
+    corpus = experiment_by_key(f["experiments"][0])["corpus"]
     return {"manifest": f"{RESULTS}/{corpus}/manifest.csv", "predictions": fusion_inputs(wildcards)}
 
 

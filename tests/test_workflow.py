@@ -280,19 +280,20 @@ def test_fusion_rule_runs_the_exact_search_on_a_configured_trial_set(demo_run):
 
 
 def test_dry_run_plans_one_extraction_per_corpus_and_encoder(tmp_path):
-    """Every paper of the demo config (Zhang: 4 variants x 2 corpora; Ispas: 16 rows x 10 folds x seeds) shares
+    """Every paper of the demo config (Zhang: 4 variants x 2 corpora; Ispas: 16 rows x 10 folds x seeds; Lee) shares
     the caches: the plan has exactly one extract_features job per (corpus, encoder), and train jobs ask for a GPU."""
 
     wd = make_workdir(tmp_path)
     r = run_snakemake(wd, "-n", "--configfile", "config/demo.yaml")
     out = r.stdout + r.stderr
     planned = re.findall(r"output: (results/[^/]+/features/[^/]+/manifest\.json)", out)
-    assert len(planned) == len(set(planned)) == 5, planned
+    assert len(planned) == len(set(planned)) == 6, planned
     assert set(planned) == {f"results/iemocap/features/{e}/manifest.json"
                             for e in ("fbank40", "hubert_large", "deberta_v3_large", "roberta_large")} | {
-                               "results/spon/features/fbank40/manifest.json"}
+                               "results/spon/features/fbank40/manifest.json",
+                               "results/jtes/features/hubert_large/manifest.json"}   # Lee et al.: IEMOCAP + JTES
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1].split("Reasons")[0], re.M))
-    assert int(stats["extract_features"]) == 5 and int(stats["train"]) > 200
+    assert int(stats["extract_features"]) == 6 and int(stats["train"]) > 200
     assert re.search(r"rule train:(?:(?!\nrule ).)*resources:[^\n]*gpu=1", out, re.S)
 
 

@@ -225,16 +225,16 @@ def check_tables(config: Config) -> Problems:
             if not (row_experiments(row) or row.get("fusion") or row.get("cited")
                     or any(c.get("fusion") for c in spec.get("columns", []))):
                 yield key, "needs an experiment, a fusion set (fusion.set) or `cited`"
-        for c in spec.get("columns", []):
-            fset = (c.get("fusion") or {}).get("set")
-            if fset is not None and fset not in (config.get("fusion") or {}):
-                yield f"tables.{t}.columns[{c['name']!r}].fusion.set", f"{fset!r} is not a fusion set"
             for c in sorted(set(row.get("columns") or []) - columns):
                 yield f"{key}.columns", f"{c!r} is not a column of the table ({', '.join(sorted(columns))})"
             if row.get("compare_to") and row["compare_to"] not in rows:
                 yield f"{key}.compare_to", f"{row['compare_to']!r} is not a row of the table"
             for c in sorted(set(row.get("reported") or {}) - columns):
                 yield f"{key}.reported", f"{c!r} is not a column of the table ({', '.join(sorted(columns))})"
+        for c in spec.get("columns", []):
+            fset = (c.get("fusion") or {}).get("set")
+            if fset is not None and fset not in (config.get("fusion") or {}):
+                yield f"tables.{t}.columns[{c['name']!r}].fusion.set", f"{fset!r} is not a fusion set"
         h = spec.get("headline")
         if h and h["row"] not in rows:
             yield f"tables.{t}.headline.row", f"{h['row']!r} is not a row of the table"
