@@ -54,7 +54,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-ROWS = ["ispas2023/rob_mt", "ispas2023/deb_mt", "ispas2023/deb_sa_cra_q_rmm_mt"]
+# Lee et al.: sc_iemocap is every system's FE (HuBERT-large fine-tuned) + EC; MTL / DANN add a 4 KB linear DC.
+ROWS = ["ispas2023/rob_mt", "ispas2023/deb_mt", "ispas2023/deb_sa_cra_q_rmm_mt", "lee2023/sc_iemocap"]
 MODES = ["finetune", "frozen"]
 
 
