@@ -436,3 +436,30 @@ def test_fig4_is_the_fusion_rows_confusion_in_the_papers_class_order(trials, tmp
     with pytest.raises(InputError, match="must list each of"):
         steps.fusion_confusion(str(tmp_path / "f.csv"), str(tmp_path / "f.json"), classes=CLASSES,
                                order=["ang", "hap", "neu"], method="exact", k=None, title="x", **out)
+
+
+# --------------------------------------------------------------------------- the workflow's plan
+
+
+def test_demo_plans_lees_grid_from_training_runs_to_tables_and_fig4(tmp_path):
+    """The demo's plan for Lee et al.: 9 systems x 5 folds of packed training jobs (each writing its seeds'
+    own run directories), 19 fusion searches, 3 intermediate concatenations, Fig. 4 and Tables 1-6."""
+    import re
+
+    from tests.workflow_utils import make_workdir, run_snakemake
+
+    wd = make_workdir(tmp_path)
+    r = run_snakemake(wd, "-n", "--configfile", "config/demo.yaml", "--config", "papers=[lee2023]")
+    out = r.stdout + r.stderr
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1].split("Reasons")[0], re.M))
+    packed = {k: int(v) for k, v in stats.items() if k.startswith("train_lee2023_")}
+    assert sum(packed.values()) == 45 and "train" not in stats          # every run trained in a packed job
+    assert int(stats["fusion"]) == 19 and int(stats["intermediate_fusion"]) == 3
+    assert int(stats["fusion_confusion"]) == 1 and int(stats["table"]) == 5 and int(stats["corpus_table"]) == 1
+    # the 30-trial set fuses 30 trials: 3 systems x 10 seeds x 5 folds of predictions
+    m = re.search(r"rule fusion:\n\s+input: ([^\n]+)\n\s+output: results/fusion/lee2023_30\.csv", out)
+    assert m and len(m.group(1).split(", ")) == 150
+    # step 2 waits for its MTL parents: a packed fake-domain job reads their model.pt
+    m = re.search(r"rule train_lee2023_fake_jf_seeds1_3:\n\s+input: ([^\n]+)\n\s+output: ([^\n]+)", out)
+    assert m and sum("mc_mtl/member_folds/fold" in x and x.endswith("model.pt") for x in m.group(1).split(", ")) == 3
+    assert sum(x.split(" ")[0].endswith("provenance.json") for x in m.group(2).split(", ")) == 3
