@@ -228,9 +228,7 @@ def fusion_outputs(name):
         "json": f"{RESULTS}/fusion/{name}.json",
         "intermediate_csv": f"{RESULTS}/fusion_intermediate/{name}.csv" if inter else "",
         "intermediate_json": f"{RESULTS}/fusion_intermediate/{name}.json" if inter else "",
-        "selections": sorted(
-            {experiment_by_key(x)["train"].get("selection") or "" for x in f["experiments"]}
-        ),
+        "selections": sorted({experiment_by_key(x)["train"].get("selection") or "" for x in f["experiments"]}),
     }
 
 
