@@ -463,3 +463,9 @@ def test_demo_plans_lees_grid_from_training_runs_to_tables_and_fig4(tmp_path):
     m = re.search(r"rule train_lee2023_fake_jf_seeds1_3:\n\s+input: ([^\n]+)\n\s+output: ([^\n]+)", out)
     assert m and sum("mc_mtl/member_folds/fold" in x and x.endswith("model.pt") for x in m.group(1).split(", ")) == 3
     assert sum(x.split(" ")[0].endswith("provenance.json") for x in m.group(2).split(", ")) == 3
+
+
+def test_ks_full_is_full_integration_whatever_the_number_of_trials():
+    from emorepro.fusion.budget import normalise_ks
+
+    assert normalise_ks("full", 40) == [40] and normalise_ks("full", 70) == [70] and normalise_ks("all", 3) == [1, 2, 3]
