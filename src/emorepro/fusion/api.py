@@ -7,6 +7,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from ..io import InputError
 from .budget import (
@@ -239,11 +240,16 @@ def run_fusion(trials: Mapping[str, Sequence[str]], ks, out_csv, out_json, *, be
            "n_classes": int(logits.shape[2]), "ks": ks, "honest_ks": honest, "honest_method": honest_method,
            "heuristics": heuristics, "estimated_seconds": {str(k): round(s, 3) for k, s in estimates.items()},
            "tie_rules": TIE_RULES, "notes": notes, "rows": rows}
+    write_outputs(rows, doc, out_csv, out_json)
+    return doc
+
+
+def write_outputs(rows: Sequence[Mapping[str, Any]], doc: Mapping[str, Any], out_csv, out_json) -> None:
+    """A fusion output pair: one CSV line per row (``_CSV_FIELDS``), and the JSON document; atomic writes."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=_CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     _atomic_write_text(out_csv, buf.getvalue())
     _atomic_write_text(out_json, json.dumps(doc, indent=2) + "\n")
-    return doc
 

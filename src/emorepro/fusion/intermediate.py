@@ -22,9 +22,6 @@ were not: the usual caveat of stacking, which the paper's wording does not let u
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import os
 import time
@@ -152,12 +149,7 @@ def run_intermediate(trials: Mapping[str, Sequence[str | os.PathLike]], manifest
            "classifier": "StandardScaler + LogisticRegression (multinomial, L2, lbfgs), fit per fold on training "
                          "utterances only", "folds": per_fold, "rows": [row],
            "predictions": {"utt_id": pred_ids, "fold": folds, "label": y.tolist(), "pred": p.tolist()}}
-    from .api import _CSV_FIELDS, _atomic_write_text
+    from .api import write_outputs
 
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=_CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    w.writerow(row)
-    _atomic_write_text(out_csv, buf.getvalue())
-    _atomic_write_text(out_json, json.dumps(doc, indent=2) + "\n")
+    write_outputs([row], doc, out_csv, out_json)
     return doc
