@@ -58,7 +58,9 @@ rule intermediate_fusion:
         f"{RESULTS}/benchmarks/fusion_intermediate/{{name}}.tsv"
     conda:
         "../envs/report.yaml"
-    threads: FUSION_THREADS
+    # One BLAS thread: the fits are small matrix products (the real 70-trial set: ~9 GFLOP per lbfgs iteration,
+    # ~2 min per fold on one core), and OpenBLAS's extra threads spin when the cores are shared.
+    threads: 1
     # 70 trials x 1,024-d x ~20k training utterances (IEMOCAP + JTES) = 5.7 GB of float32 features per fold,
     # and as much again standardised: 32 GB.
     resources:

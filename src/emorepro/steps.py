@@ -480,7 +480,7 @@ def fusion(trials: Mapping[str, Sequence[str]], *, ks, honest_ks, out_csv: str, 
 
 def intermediate_fusion(trials: Mapping[str, Sequence[str]], *, manifest_csv: str, classes: Sequence[str], out_csv: str,
                         out_json: str, name: str = "", corpus: str | None = None,
-                        options: Mapping[str, Any] | None = None) -> None:
+                        options: Mapping[str, Any] | None = None, threads: int = 1) -> None:
     """Intermediate concatenation of a trial set (Lee et al. Table 5): a classifier per fold on the trials'
     concatenated pooled FE outputs (their runs' embeddings.npz), trained on training utterances only."""
     from .fusion.intermediate import IntermediateOptions, run_intermediate
@@ -492,7 +492,7 @@ def intermediate_fusion(trials: Mapping[str, Sequence[str]], *, manifest_csv: st
     try:
         opts = IntermediateOptions(**dict(options or {}))
         doc = run_intermediate({k: list(v) for k, v in trials.items()}, manifest_csv, classes, out_csv, out_json,
-                               corpus=corpus, options=opts)
+                               corpus=corpus, options=opts, threads=threads)
     except InputError as e:
         raise InputError(f"fusion.{name}.intermediate: {e}") from None
     r = doc["rows"][0]
