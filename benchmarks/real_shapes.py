@@ -217,22 +217,25 @@ def main(argv=None) -> int:
     man = pd.read_csv(args.manifest, keep_default_na=False)
     man = man[man["label"] != ""]
     texts = [t for t in man["transcript"] if t]
-    # the longest utterances train; validation and test: the longest of two other speakers each (the training
-    # step refuses a speaker in two splits of a fold)
+    # the longest utterances train; test: the longest of another speaker; validation: the shortest utterance of
+    # each class of the remaining speakers (the training step refuses a speaker in two splits of a fold, and a
+    # class that no utterance of the manifest has)
     by_len = man.sort_values("duration", ascending=False)
     train_rows = by_len.head(args.batch)
-    rest = by_len[~by_len["speaker"].isin(train_rows["speaker"])].drop_duplicates("speaker").head(2)
-    pick = pd.concat([train_rows, rest])
+    others = by_len[~by_len["speaker"].isin(train_rows["speaker"])]
+    test_row = others.head(1)
+    val_rows = others[others["speaker"] != test_row["speaker"].item()].iloc[::-1].drop_duplicates("label")
+    pick = pd.concat([train_rows, val_rows, test_row])
     exps = {r: cfg["experiments"][r.split("/")[0]][r.split("/")[1]] for r in args.rows}
     ckpts = ensure_checkpoints({enc for e in exps.values() for enc in e["inputs"].values()}, cfg,
                                Path(args.ckpt_dir), texts)
     work_root = Path(tempfile.mkdtemp(prefix="real_shapes."))
     sub = pick.copy()
     sub.to_csv(work_root / "manifest.csv", index=False)
-    split = ["train"] * args.batch + ["val", "test"]
+    split = ["train"] * args.batch + ["val"] * len(val_rows) + ["test"]
     pd.DataFrame({"utt_id": sub["utt_id"], "fold": 1, "split": split}).to_csv(work_root / "folds.csv", index=False)
     secs = sub["duration"].astype(float).tolist()
-    print(f"# utterances: {args.batch} x train ({', '.join(f'{s:.1f}' for s in secs[:args.batch])} s), 1 val, 1 test; "
+    print(f"# utterances: {args.batch} x train ({', '.join(f'{s:.1f}' for s in secs[:args.batch])} s), {len(val_rows)} val, 1 test; "
           f"{args.steps} timed steps after 1 warm-up; {args.threads} threads; machine shared (figures under load)")
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"}
 
