@@ -156,6 +156,8 @@ def train_inputs(wc):
     for role in finetune:
         if config["encoders"][e["inputs"][role]].get("demo"):
             inputs[f"checkpoint_{role}"] = f"{RESULTS}/checkpoints/demo/{e['inputs'][role]}/demo_checkpoint.json"
+    if e.get("augment"):  # MMER's ACL: the augmented corpus's manifest, copies sidecar and caches (rules/augment_common.smk)
+        inputs.update(augment_inputs(e["augment"], {r: enc for r, enc in e["inputs"].items() if r not in finetune}))
     if e["train"].get("init_from"):  # a run starts from its parent's run of the same fold and seed
         paper, _, variant = e["train"]["init_from"].partition("/")
         inputs["parent_model"] = f"{run_dir(paper, variant, wc.fold, wc.seed)}/model.pt"
@@ -260,6 +262,22 @@ def enabled_fusions():
     return [n for n, f in config["fusion"].items() if f["paper"] in config["papers"]]
 
 
+FIGURES = _names_regex(config.get("figures", {}))
+
+
+def enabled_figures():
+    return [f for f, spec in config.get("figures", {}).items() if spec["paper"] in config["papers"]]
+
+
+def figure_panels(figure):
+    """Panel name -> the metrics.json of every run of the panel's experiment (config figures.<name>.panels)."""
+    out = {}
+    for p in config["figures"][figure]["panels"]:
+        paper, _, variant = p["experiment"].partition("/")
+        out[p["name"]] = [f"{d}/metrics.json" for _, _, d in experiment_runs(paper, variant)]
+    return out
+
+
 def get_final_output():
     tables = [f"{RESULTS}/tables/{t}.tex" for t in enabled_tables()]
     tables += [f"{RESULTS}/tables/{t}.tex" for t in enabled_corpus_tables()]
@@ -271,6 +289,7 @@ def get_final_output():
         if is_union(experiment(p, v)["corpus"])
         for m in config["corpora"][experiment(p, v)["corpus"]]["members"]
     ]
+    figures += [f"{RESULTS}/figures/{f}.pdf" for f in enabled_figures()]
     fusion = [f"{RESULTS}/fusion/{n}.csv" for n in enabled_fusions()]
     return tables + figures + fusion + [f"{RESULTS}/summary.txt"]
 

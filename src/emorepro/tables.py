@@ -39,6 +39,13 @@ ORACLE_NOTE = (f"{ORACLE_MARK} Test-set oracle: each run of this row kept the ch
                "test labels it is then scored on (the paper's protocol, or its code's), so the cell overstates a "
                "held-out result; a row without the mark selects without looking at test labels.")
 
+#: rows cited from the literature (config ``rows[].cited``): no runs, only the paper's values (MMER's prior art)
+CITED_MARK = "\u00a7"                                       # section sign, after the row name
+CITED_MARK_TEX = r"\S"
+CITED_TEXT = "not reproduced"                                # what the "ours" cells of a cited row say
+CITED_NOTE = (f"{CITED_MARK} Cited, not reproduced: the paper's value as it prints it (from the cited work, under "
+              "that work's own protocol); nothing of it was run here.")
+
 AGGREGATIONS = {
     "fold_mean_seed_mean_std": "mean over folds per seed, then mean +/- sample std (ddof=1) over seeds",
 }
@@ -133,9 +140,12 @@ def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *
             raise InputError(f"config: tables.{spec['name']}.rows[{r['name']!r}].compare_to: {r['compare_to']!r} "
                              f"is not a row; rows are {row_names}")
     boot_rows = _load_bootstrap_rows(spec, runs) if stat_cols else {}
+    labels = list(spec.get("label_columns") or [])
     tidy = []
     for r in spec["rows"]:
         refs = runs.get(r["name"], [])
+        if r.get("cited") and refs:
+            raise InputError(f"table {spec['name']}: row {r['name']!r} is cited (not reproduced) but has runs")
         loaded = []
         for ref in refs:
             if not os.path.exists(ref.metrics):
@@ -166,11 +176,17 @@ def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *
                          "ci_low": st.get("ci_low", math.nan), "ci_high": st.get("ci_high", math.nan),
                          "compare_to": st.get("compare_to", ""), "diff_vs_compare": st.get("diff_vs_compare", math.nan),
                          "p_value": st.get("p_value", math.nan), "oracle": oracle,
-                         "runs": ";".join(str(Path(x["metrics"]).parent) for x in cells), "_cells": cells})
+                         "runs": ";".join(str(Path(x["metrics"]).parent) for x in cells), "_cells": cells,
+                         **({"cited": bool(r.get("cited"))} if _has_cited(spec) else {}),
+                         **{f"label_{k}": str((r.get("labels") or {}).get(k, "")) for k in labels}})
     df = pd.DataFrame(tidy)
     df["row"] = pd.Categorical(df["row"], row_names, ordered=True)
     df["column"] = pd.Categorical(df["column"], col_names, ordered=True)
     return df.sort_values(["row", "column"]).reset_index(drop=True)
+
+
+def _has_cited(spec: Mapping[str, Any]) -> bool:
+    return any(r.get("cited") for r in spec["rows"])
 
 
 def scoped_metric(row: Mapping[str, Any], column: Mapping[str, Any]) -> str:
@@ -282,6 +298,8 @@ def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str)
     import pandas as pd
 
     col_digits = {c["name"]: int(_col(c, "digits", spec.get("digits", 2))) for c in spec["columns"]}
+    cited_rows = {r["name"] for r in spec["rows"] if r.get("cited")}
+    labels = list(spec.get("label_columns") or [])
     wide_tex, wide_md = {}, {}
     for _, t in df.iterrows():
         key = str(t["row"])
@@ -303,37 +321,49 @@ def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str)
         if t["compare_to"]:
             wide_tex[key][(str(t["column"]), "p")] = f"{t['p_value']:.3f}"
             wide_md[key][(str(t["column"]), "p")] = f"{t['p_value']:.3f} (vs {t['compare_to']})"
+        if key in cited_rows:
+            wide_tex[key][(str(t["column"]), "ours")] = wide_md[key][(str(t["column"]), "ours")] = CITED_TEXT
+        for k in labels:
+            wide_md[key][(k, "")] = str(t[f"label_{k}"])
+            wide_tex[key][(k, "")] = _latex_escape(wide_md[key][(k, "")])
     rows = [str(r) for r in df["row"].cat.categories]
     oracle_rows = set(df.loc[df["oracle"], "row"].astype(str)) if "oracle" in df.columns else set()
-    tex = _ordered(pd.DataFrame.from_dict(wide_tex, orient="index").reindex(rows).fillna(""), df)
+
+    def mark(r: str, tex: bool) -> str:
+        return ((ORACLE_MARK_TEX if tex else f" {ORACLE_MARK}") * (r in oracle_rows)
+                + (CITED_MARK_TEX if tex else f" {CITED_MARK}") * (r in cited_rows))
+
+    tex = _ordered(pd.DataFrame.from_dict(wide_tex, orient="index").reindex(rows).fillna(""), df, labels)
     tex.columns = pd.MultiIndex.from_tuples(tex.columns, names=["", ""])
-    tex.index = [_latex_escape(r) + (ORACLE_MARK_TEX if r in oracle_rows else "") for r in tex.index]
+    tex.index = [_latex_escape(r) + mark(r, True) for r in tex.index]
     tex.columns = pd.MultiIndex.from_tuples([(_latex_escape(a), b) for a, b in tex.columns])
     caption = (_latex_escape(spec.get("title", spec["name"])) + ". "
-               + _latex_escape(caption_rule(spec, oracle=bool(oracle_rows))).replace(ORACLE_MARK, ORACLE_MARK_TEX))
+               + _latex_escape(caption_rule(spec, oracle=bool(oracle_rows))).replace(ORACLE_MARK, ORACLE_MARK_TEX)
+               .replace(CITED_MARK, CITED_MARK_TEX + "{}"))
     latex = tex.style.to_latex(hrules=True, column_format="l" + "r" * tex.shape[1], multicol_align="c",
                                caption=caption, label=f"tab:{spec['name']}", position="htbp")
     write_text(out_tex, latex)
     csv = df.drop(columns=["_cells"])
     write_csv(out_csv, csv, float_format="%.6g")
-    md = _ordered(pd.DataFrame.from_dict(wide_md, orient="index").reindex(rows).fillna(""), df)
-    md.columns = [f"{a} ({b})" for a, b in md.columns]
-    md.index = [r + (f" {ORACLE_MARK}" if r in oracle_rows else "") for r in md.index]
+    md = _ordered(pd.DataFrame.from_dict(wide_md, orient="index").reindex(rows).fillna(""), df, labels)
+    md.columns = [f"{a} ({b})" if b else a for a, b in md.columns]
+    md.index = [r + mark(r, False) for r in md.index]
     write_text(out_md, f"**{spec.get('title', spec['name'])}**\n\n{md.to_markdown()}\n\n"
                        f"_{caption_rule(spec, oracle=bool(oracle_rows))}_\n")
     return {str(t["row"]) + " | " + str(t["column"]): {
         "value_mean": None if math.isnan(t["ours_mean"]) else t["ours_mean"],
         "value_std": None if math.isnan(t["ours_std"]) else t["ours_std"],
         "aggregation": spec.get("aggregate", "fold_mean_seed_mean_std"), "metric": t["metric"],
-        "oracle_selection": bool(t.get("oracle", False)),
+        "oracle_selection": bool(t.get("oracle", False)), **({"cited": True} if str(t["row"]) in cited_rows else {}),
         "scale": float(_col(next(c for c in spec["columns"] if c["name"] == str(t["column"])), "scale",
                             spec.get("scale", 1.0))), "runs": t["_cells"]} for _, t in df.iterrows()}
 
 
-def _ordered(wide, df):
-    """Columns grouped by metric (spec order), sub-columns in a fixed order, whatever row came first."""
+def _ordered(wide, df, labels=()):
+    """Label columns first, then columns grouped by metric (spec order), sub-columns in a fixed order."""
     kinds = ["ours", "paper", "diff", "95\\% CI", "95% CI", "p"]
-    cols = [(str(c), k) for c in df["column"].cat.categories for k in kinds if (str(c), k) in wide.columns]
+    cols = [(k, "") for k in labels]
+    cols += [(str(c), k) for c in df["column"].cat.categories for k in kinds if (str(c), k) in wide.columns]
     return wide[cols]
 
 
@@ -342,6 +372,8 @@ def caption_rule(spec: Mapping[str, Any], oracle: bool = False) -> str:
     parts = [f"Ours: {agg}.", "Paper: as reported; diff = ours - paper; dagger marks ours outside the paper's +/- band."]
     if oracle:
         parts.append(ORACLE_NOTE)
+    if _has_cited(spec):
+        parts.append(CITED_NOTE)
     if (spec.get("stats") or {}).get("columns"):
         st = spec["stats"]
         parts.append(f"95% CI: percentile bootstrap over utterances resampled within folds ({st.get('bootstrap', 1000)} "

@@ -57,6 +57,13 @@ MODELS: dict[str, ModelEntry] = {
     "zhang_bilstm_att_mtl": ModelEntry("zhang_mtl", "ZhangBiLSTM", "ZhangConfig", "ZhangStyleRecipe", ("audio",),
                                        data="ZhangStyleData", loss="StyleLoss"),
     "ispas_mm": ModelEntry("ispas_mm", "IspasMM", "IspasConfig", "IspasRecipe", ("audio", "text"), data="IspasData"),
+    # MMER (Ghosh et al.): one network for Table 1's rows; the unimodal baselines read one input role.
+    "mmer": ModelEntry("mmer", "MMERNet", "MMERConfig", "MMERRecipe", ("audio", "text"), data="MMERData",
+                       loss="MMERLoss"),
+    "mmer_audio": ModelEntry("mmer", "MMERNet", "MMERConfig", "MMERAudioRecipe", ("audio",), data="MMERData",
+                             loss="MMERLoss"),
+    "mmer_text": ModelEntry("mmer", "MMERNet", "MMERConfig", "MMERTextRecipe", ("text",), data="MMERData",
+                            loss="MMERLoss"),
 }
 
 
