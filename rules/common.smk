@@ -166,9 +166,9 @@ def train_inputs(wc):
 
 def table_spec(table):
     """The table's config with {corpora.<key>.name} filled in (row names, title, notes)."""
-    from emorepro.tables import fill_corpus_names
+    from emorepro.tables import augmentation_notes, fill_corpus_names
 
-    return fill_corpus_names({"name": table, **config["tables"][table]}, config["corpora"])
+    return augmentation_notes(fill_corpus_names({"name": table, **config["tables"][table]}, config["corpora"]), config)
 
 
 def summary_spec(table):
@@ -276,6 +276,15 @@ def figure_panels(figure):
         paper, _, variant = p["experiment"].partition("/")
         out[p["name"]] = [f"{d}/metrics.json" for _, _, d in experiment_runs(paper, variant)]
     return out
+
+
+def figure_notes(figure):
+    """A figure's notes, with how its experiments' augmented copies were made (as the tables say it)."""
+    from emorepro.tables import augmentation_notes
+
+    spec = config["figures"][figure]
+    rows = [{"name": p["name"], "experiment": p["experiment"]} for p in spec["panels"]]
+    return augmentation_notes({"rows": rows, "notes": spec["notes"]}, config)["notes"]
 
 
 def get_final_output():

@@ -124,7 +124,7 @@ rule confusion_panels:
         title=lambda wc: config["figures"][wc.figure]["title"] or wc.figure,
         bias_class=lambda wc: config["figures"][wc.figure]["bias_class"],
         claims=lambda wc: config["figures"][wc.figure]["claims"],
-        notes=lambda wc: config["figures"][wc.figure]["notes"],
+        notes=lambda wc: figure_notes(wc.figure),
     log:
         f"{RESULTS}/logs/figures/{{figure}}.log",
     conda:

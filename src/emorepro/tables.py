@@ -564,3 +564,48 @@ def render_corpus_stats(spec: Mapping[str, Any], df, out_tex: str, out_csv: str,
         "metric": t["stat"], "scale": 1.0,
         "runs": [{"metrics": t["manifest"], "fold": "all", "seed": "-", "value": t["ours_text"]}]}
         for _, t in df.iterrows()}
+
+
+# --------------------------------------------------------------------------- augmented rows (MMER's ACL)
+
+
+def augmentation_notes(spec: Mapping[str, Any], config: Mapping[str, Any]) -> dict:
+    """``spec`` with a note per augmented corpus its rows train with (experiments' ``augment``): how the
+    copies were made, so that a table built on stand-ins (the demo's paraphrases spoken by espeak-ng) says so
+    where its numbers are read.  Written from the config the rule runs with, never by hand."""
+    from .config import row_experiments
+
+    corpora, experiments = config.get("corpora") or {}, config.get("experiments") or {}
+    used: dict[str, list[str]] = {}
+    for r in spec["rows"]:
+        for x in row_experiments(r):
+            p, _, v = x.partition("/")
+            a = (experiments.get(p, {}).get(v) or {}).get("augment")
+            if a:
+                used.setdefault(a, []).append(r["name"])
+    notes = list(spec.get("notes", []))
+    for a, rows in used.items():
+        aug = corpora[a]["augment"]
+        bt, tts = aug.get("back_translation") or {}, aug.get("tts") or {}
+        src = aug.get("source")
+        text = {"nllb": (f"back-translated by NLLB-200 ({bt.get('src_lang', 'eng_Latn')} -> {bt.get('pivot_lang', 'fra_Latn')} "
+                         f"-> back, {bt.get('num_return_sequences', 5)} sampled returns per direction)"),
+                "paraphrase": "reworded by the offline paraphrase backend (rule-based, keeping the emotion words): "
+                              "NOT back-translation",
+                "none": "the source transcript unchanged (no back-translation)"}.get(bt.get("backend"), str(bt.get("backend")))
+        if bt.get("demo"):
+            text += " with a tiny random-initialised NLLB (it exercises the code; its texts are word salad)"
+        voice = {"yourtts": f"spoken by YourTTS (d-vector: the target speaker's {tts.get('speaker_embedding', 'same_label')} "
+                            "utterances)",
+                 "espeak": "spoken by espeak-ng in the target speaker's voice with the label's prosody, not by "
+                           "YourTTS"}.get(tts.get("backend"), str(tts.get("backend")))
+        if tts.get("demo"):
+            voice += " with a tiny random-initialised YourTTS (noise, not speech)"
+        note = (f"ACL rows ({', '.join(rows)}): each training utterance is paired, per epoch, with one copy of corpus "
+                f"{a}, {text}, {voice}; one copy per other session, voiced by a speaker of that session, and fold k "
+                "uses only copies voiced by none of its test speakers.")
+        if tts.get("backend") == "espeak" and (corpora.get(src) or {}).get("synth"):
+            note += (f" The source corpus {src} is itself spoken by espeak-ng, so its espeak copies are in-distribution: "
+                     "ACL is easier here than with YourTTS on real speech.")
+        notes.append(note)
+    return {**spec, "notes": notes}
