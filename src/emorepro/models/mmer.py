@@ -6,6 +6,7 @@ code (github.com/Sreyan88/MMER) was read as evidence of what they ran; nothing i
 d = 768 on the real checkpoints (wav2vec2-base, RoBERTa-base); the demo's tiny encoders are 64-d.
 
     A      = wav2vec2(wav)          fine-tuned, CNN frozen, last layer        (B, J, d_audio), mask (B, J)
+           [or the `audio` feature cache: frozen wav2vec2, heads only (finetune: null; the demo's mode)]
     T      = RoBERTa(text)          frozen: the feature cache, last layer     (B, M, d_text),  mask (B, M)
     A, T   = in_a(A), in_t(T)       identities when d_audio = d_text = d      (B, J, d), (B, M, d)
     T      = SA(T)                  [text_self_attention: code only]          (B, M, d)
@@ -240,8 +241,8 @@ def _mlp(d_in: int, d: int) -> nn.Module:
 class MMERNet(nn.Module):
     """All seven rows of Table 1: ``fusion`` picks the network, the loss weights pick the tasks.
 
-    ``forward(wav (B, S), wav_lens (B,), text (B, M, d_text), text_mask (B, M), aug_* the same for the
-    augmented copies)`` -> ``logits`` (B, C), ``embedding`` (B, D_h); in training also ``ctc_logits``
+    ``forward(wav (B, S), wav_lens (B,) | audio (B, J, d_audio), audio_mask (B, J), text (B, M, d_text),
+    text_mask (B, M), aug_* the same for the augmented copies)`` -> ``logits`` (B, C), ``embedding`` (B, D_h); in training also ``ctc_logits``
     (B, J, V) + ``ctc_lengths`` (B,) (with a CTC head), ``z`` (B, D_z) and, given aug inputs, ``z_aug``.
     """
 
@@ -249,9 +250,11 @@ class MMERNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
-        self.audio_encoder = audio_encoder   # FinetuneAudioEncoder: (wav, wav_lens) -> hidden (B, J, d_audio), mask
+        # FinetuneAudioEncoder: (wav, wav_lens) -> hidden (B, J, d_audio), mask; None: frozen features arrive as
+        # ``audio`` (B, J, d_audio) + ``audio_mask`` (B, J) from the feature cache (finetune: null)
+        self.audio_encoder = audio_encoder
         uses_audio, uses_text = cfg.fusion != "text", cfg.fusion != "audio"
-        assert uses_audio == (audio_encoder is not None), f"fusion {cfg.fusion!r}: audio encoder given or missing"
+        assert uses_audio or audio_encoder is None, f"fusion {cfg.fusion!r} uses no audio encoder"
         self.mmi = None
         if cfg.fusion == "mmi":
             self.in_a = nn.Linear(cfg.d_audio, d) if cfg.d_audio != d else nn.Identity()
@@ -271,13 +274,17 @@ class MMERNet(nn.Module):
         self.proj_orig = _mlp(d_z, d) if cfg.projection_heads else None
         self.proj_aug = _mlp(d_z, d) if cfg.projection_heads else None
 
-    def _encode(self, wav, wav_lens, text, text_mask):
+    def _encode(self, wav, wav_lens, audio, audio_mask, text, text_mask):
         """One view -> (h (B, D_h), z (B, D_z), A (B, J, d_audio) or None, its mask)."""
         A = am = None
         parts = []
-        if self.audio_encoder is not None:
-            a = self.audio_encoder(wav, wav_lens)
-            A, am = a["hidden"], a["mask"]                                       # (B, J, d_audio), (B, J)
+        if self.cfg.fusion != "text":
+            if self.audio_encoder is not None:
+                a = self.audio_encoder(wav, wav_lens)
+                A, am = a["hidden"], a["mask"]                                   # (B, J, d_audio), (B, J)
+            else:
+                assert audio is not None, "no audio encoder: cached audio features expected"
+                A, am = audio, audio_mask.bool()                                 # (B, J, d_audio), (B, J)
             parts.append(masked_max(A, am))                                      # (B, d_audio)
         if self.mmi is not None:
             tm = text_mask.bool()
@@ -292,9 +299,10 @@ class MMERNet(nn.Module):
             z = h
         return h, z, A, am
 
-    def forward(self, wav=None, wav_lens=None, text=None, text_mask=None, aug_wav=None, aug_wav_lens=None,
-                aug_text=None, aug_text_mask=None) -> dict[str, torch.Tensor]:
-        h, z, A, am = self._encode(wav, wav_lens, text, text_mask)
+    def forward(self, wav=None, wav_lens=None, audio=None, audio_mask=None, text=None, text_mask=None, aug_wav=None,
+                aug_wav_lens=None, aug_audio=None, aug_audio_mask=None, aug_text=None,
+                aug_text_mask=None) -> dict[str, torch.Tensor]:
+        h, z, A, am = self._encode(wav, wav_lens, audio, audio_mask, text, text_mask)
         out = {"logits": self.head(h), "embedding": h}                           # (B, C), (B, D_h)
         if not self.training:
             return out
@@ -302,8 +310,8 @@ class MMERNet(nn.Module):
             out["ctc_logits"] = self.ctc_head(self.ctc_drop(A))                  # (B, J, V)
             out["ctc_lengths"] = am.sum(1)                                       # (B,)
         out["z"] = self.proj_orig(z) if self.proj_orig is not None else z        # (B, D_z)
-        if aug_text is not None or aug_wav is not None:
-            _, z_aug, _, _ = self._encode(aug_wav, aug_wav_lens, aug_text, aug_text_mask)
+        if aug_text is not None or aug_wav is not None or aug_audio is not None:
+            _, z_aug, _, _ = self._encode(aug_wav, aug_wav_lens, aug_audio, aug_audio_mask, aug_text, aug_text_mask)
             out["z_aug"] = self.proj_aug(z_aug) if self.proj_aug is not None else z_aug   # (B, D_z)
         return out
 
@@ -347,6 +355,7 @@ class MMERData:
     """``train.data`` of an MMER experiment."""
 
     text_layer: int = -1            # position in the text cache's layers (the cache holds RoBERTa's last layer)
+    audio_layer: int = -1           # position in the audio cache's layers (frozen wav2vec2 only: finetune null)
     ctc_vocab: str = "corpus"       # corpus: the paper's characters of the corpus + blank; wav2vec2: the code's 32 tokens
 
     def __post_init__(self):
@@ -372,15 +381,17 @@ class MMERLoss:
 
 
 class MMERRecipe(Recipe):
-    """Feeds :class:`MMERNet`: raw audio to the fine-tuned wav2vec2 (``train.finetune.audio``), RoBERTa
-    token features from the ``text`` cache, CTC targets from the transcripts and, for ACL, one
+    """Feeds :class:`MMERNet`: raw audio to the fine-tuned wav2vec2 (``train.finetune.audio``, the paper)
+    or frozen wav2vec2 frames from the ``audio`` cache (``finetune: null``: heads only, the demo's
+    mode, as Ispas et al.'s demo rows), RoBERTa token features from the ``text`` cache, CTC targets from the transcripts and, for ACL, one
     augmented copy per training utterance and epoch (``ctx.extra_inputs["aug_copies"]``: the copies
     sidecar of the augmented corpus; its features are in the same ``text`` cache and its wavs in
     ``ctx.audio``, both handed over by the loop)."""
 
     finetune_roles = ("audio",)
     fusion: str | None = None        # subclasses fix it (the unimodal registry entries)
-    input_keys = ("wav", "wav_lens", "text", "text_mask", "aug_wav", "aug_wav_lens", "aug_text", "aug_text_mask")
+    input_keys = ("wav", "wav_lens", "audio", "audio_mask", "text", "text_mask", "aug_wav", "aug_wav_lens", "aug_audio",
+                  "aug_audio_mask", "aug_text", "aug_text_mask")
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -400,9 +411,12 @@ class MMERRecipe(Recipe):
         if fusion != "mmi" and (self.lossc.alpha or self.lossc.beta or self.lossc.gamma):
             raise InputError(f"config: fusion {fusion!r} is a single-task baseline: set train.loss alpha, beta and "
                              "gamma to 0")
-        if self.uses_audio and "audio" not in ctx.encoders:
-            raise InputError("config: MMER fine-tunes wav2vec2: list `audio` under train.finetune (the feature cache "
-                             "of a frozen encoder is not what the paper trains)")
+        self.audio_cached = self.uses_audio and "audio" not in ctx.encoders
+        if self.audio_cached and "audio" not in ctx.caches:
+            raise InputError("config: MMER reads audio through wav2vec2: fine-tuned (the paper; list `audio` under "
+                             "train.finetune) or frozen features from the `audio` cache (finetune: null)")
+        if self.audio_cached:
+            log.info("audio: frozen wav2vec2 features from the cache (heads only; the paper fine-tunes wav2vec2)")
         if self.uses_text and "text" not in ctx.caches:
             raise InputError("config: MMER reads RoBERTa's token features from the `text` feature cache (frozen, as "
                              "the paper); `text` must not be under train.finetune")
@@ -446,7 +460,7 @@ class MMERRecipe(Recipe):
         if none:
             raise InputError(f"{copies_csv}: training utterance(s) {none[:3]} of fold {ctx.fold} have no copy this fold "
                              f"may use ({len(none)} in all): every copy is voiced by a held-out speaker")
-        for role in ("text",) if self.uses_text else ():
+        for role in [r for r, used in (("text", self.uses_text), ("audio", self.audio_cached)) if used]:
             missing = [c for cs in allowed.values() for c in cs if c not in ctx.caches[role]]
             if missing:
                 raise InputError(f"the {role} feature cache has no augmented copy {missing[0]!r} ({len(missing)} "
@@ -468,15 +482,18 @@ class MMERRecipe(Recipe):
         enc = self.ctx.encoders.get("audio") if self.uses_audio else None
         if enc is not None:
             params["d_audio"] = enc.dim
+        elif self.uses_audio:
+            params["d_audio"] = self.ctx.caches["audio"].dim
         if self.uses_text:
             params["d_text"] = self.ctx.caches["text"].dim
         self.net = MMERNet(MMERConfig(**params), enc)
         return self.net
 
     # ----------------------------------------------------------------- batches
-    def _text(self, utts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        c = self.ctx.caches["text"]
-        seqs = [np.asarray(c.layer(u, self.data.text_layer), dtype=np.float32) for u in utts]   # (M_i, d_text)
+    def _cached(self, role: str, utts: list[str], layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded cached sequences of ``role`` -> (B, M, d), mask (B, M)."""
+        c = self.ctx.caches[role]
+        seqs = [np.asarray(c.layer(u, layer), dtype=np.float32) for u in utts]                   # (M_i, d)
         lens = [len(s) for s in seqs]
         x = np.zeros((len(seqs), max(lens), seqs[0].shape[1]), dtype=np.float32)                # (B, M, d_text)
         for i, s in enumerate(seqs):
@@ -487,12 +504,14 @@ class MMERRecipe(Recipe):
 
     def _view(self, utts: list[str], prefix: str = "") -> dict:
         b = {}
-        if self.uses_audio:
+        if self.uses_audio and self.audio_cached:
+            b[f"{prefix}audio"], b[f"{prefix}audio_mask"] = self._cached("audio", utts, self.data.audio_layer)
+        elif self.uses_audio:
             enc = self.ctx.encoders["audio"]
             a = enc.collate([self.ctx.audio(u) for u in utts], device=self.ctx.device)   # crops follow the mode
             b[f"{prefix}wav"], b[f"{prefix}wav_lens"] = a["wav"], a["wav_lens"]
         if self.uses_text:
-            b[f"{prefix}text"], b[f"{prefix}text_mask"] = self._text(utts)
+            b[f"{prefix}text"], b[f"{prefix}text_mask"] = self._cached("text", utts, self.data.text_layer)
         return b
 
     def batch(self, split, idx):
