@@ -156,7 +156,8 @@ def train_inputs(wc):
     for role in finetune:
         if config["encoders"][e["inputs"][role]].get("demo"):
             inputs[f"checkpoint_{role}"] = f"{RESULTS}/checkpoints/demo/{e['inputs'][role]}/demo_checkpoint.json"
-    if e.get("augment"):  # MMER's ACL: the augmented corpus's manifest, copies sidecar and caches (rules/augment_common.smk)
+    # MMER's ACL: the augmented corpus's manifest, copies sidecar and caches (rules/augment_common.smk)
+    if e.get("augment"):
         inputs.update(augment_inputs(e["augment"], {r: enc for r, enc in e["inputs"].items() if r not in finetune}))
     if e["train"].get("init_from"):  # a run starts from its parent's run of the same fold and seed
         paper, _, variant = e["train"]["init_from"].partition("/")

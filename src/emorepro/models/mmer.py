@@ -24,6 +24,10 @@ d = 768 on the real checkpoints (wav2vec2-base, RoBERTa-base); the demo's tiny e
     z      = MLP_orig(h), z~ = MLP_aug(h~)   [contrastive_input: head + projection_heads: the code]  (B, d)
     loss   = CE + alpha CTC + beta SCL + gamma ACL          alpha = beta = gamma = 0.1 (Sec. 4)
 
+With cached (frozen) audio features the CTC head shares no parameter with the emotion path (in_a
+is the identity when d_audio = d), so CTC then changes nothing the emotion head sees: only a
+fine-tuned encoder lets the CTC task shape A, as in the paper.
+
 ``mp`` is masked max pooling over time (padding never enters it; a test checks that an
 utterance's output does not depend on what it is batched with).  ~h is the same network's forward
 of the utterance's augmented copy (back-translated text from the feature cache of the augmented
