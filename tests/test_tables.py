@@ -288,7 +288,7 @@ def test_cited_rows_show_the_paper_only_and_label_columns_come_first(table, tmp_
                       "reported": {"WA": 72.7}},
                      {**SPEC["rows"][0], "labels": {"CV": "5-fold", "Modality": "{a,t}"}}]}
     out = tmp_path / "cited"
-    cells = steps.table(spec, {"Model A": runs["Model A"]}, str(out / "c.tex"), str(out / "c.csv"), str(out / "c.md"))
+    steps.table(spec, {"Model A": runs["Model A"]}, str(out / "c.tex"), str(out / "c.csv"), str(out / "c.md"))
     df = pd.read_csv(out / "c.csv")
     wu = df[df["row"] == "Wu et al. [5]"].set_index("column")
     assert wu["cited"].all() and wu["n_runs"].eq(0).all() and wu["ours_mean"].isna().all()
@@ -301,7 +301,9 @@ def test_cited_rows_show_the_paper_only_and_label_columns_come_first(table, tmp_
     assert "Model A §" not in md
     tex = (out / "c.tex").read_text()
     assert r"Wu et al. [5]\S" in tex and r"\{a,t\}" in tex
+    cells = json.loads((out / "c.tex.prov.json").read_text())["cells"]   # what `emorepro trace` walks
     assert cells["Wu et al. [5] | WA"]["cited"] is True and cells["Wu et al. [5] | WA"]["runs"] == []
+    assert "cited" not in cells["Model A | WA"] and len(cells["Model A | WA"]["runs"]) == 6
     with pytest.raises(InputError, match="is cited"):
         steps.table(spec, {"Wu et al. [5]": runs["Model A"], "Model A": runs["Model A"]}, str(out / "d.tex"),
                     str(out / "d.csv"), str(out / "d.md"))
