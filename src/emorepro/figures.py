@@ -41,6 +41,18 @@ def row_percent(counts: np.ndarray) -> np.ndarray:
         return np.where(rows > 0, 100.0 * counts / np.maximum(rows, 1), np.nan)
 
 
+def _save(fig, out_pdf: str, out_png: str) -> None:
+    """Lay out, write the PDF and PNG atomically, close.  No creation date: the same counts give the same bytes."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(out_pdf) as tmp:
+        fig.savefig(tmp, format="pdf", metadata={"CreationDate": None, "ModDate": None})
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=150)
+    plt.close(fig)
+
+
 def write_confusion(counts: np.ndarray, classes: Sequence[str], title: str, out_pdf: str, out_png: str,
                     out_tex: str, out_csv: str) -> None:
     import matplotlib
@@ -62,13 +74,7 @@ def write_confusion(counts: np.ndarray, classes: Sequence[str], title: str, out_
     ax.set_xlabel("predicted")
     ax.set_ylabel("ground truth")
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    with atomic_path(out_pdf) as tmp:
-        # No creation date: the same counts give the same bytes.
-        fig.savefig(tmp, format="pdf", metadata={"CreationDate": None, "ModDate": None})
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=150)
-    plt.close(fig)
+    _save(fig, out_pdf, out_png)
     df = pd.DataFrame(counts, index=pd.Index(classes, name="truth"), columns=classes)
     pct_df = pd.DataFrame(pct, index=classes, columns=[f"{c}_percent" for c in classes])
     write_csv(out_csv, pd.concat([df, pct_df], axis=1).reset_index(), float_format="%.4g")
@@ -138,12 +144,7 @@ def write_confusion_panels(panels: Sequence[tuple[str, np.ndarray]], classes: Se
         ax.set_ylabel("ground truth", fontsize=7)
         ax.set_title(f"{name}\n{CLASS_NAMES.get(bias_class, bias_class)} bias {bias[name]:.1f}%", fontsize=8)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    with atomic_path(out_pdf) as tmp:
-        fig.savefig(tmp, format="pdf", metadata={"CreationDate": None, "ModDate": None})
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=150)
-    plt.close(fig)
+    _save(fig, out_pdf, out_png)
     rows = []
     for name, counts in panels:
         pct = row_percent(counts)
