@@ -131,7 +131,7 @@ def run_one(job: dict) -> dict:
     work = Path(job["work"])
     e, mode = job["experiment"], job["mode"]
     train = dict(e["train"])
-    train.update(epochs=job["steps"] + 1, batch_size=job["batch"], eval_every=10 ** 6, threads=job["threads"])
+    train.update(epochs=job["steps"] + 1, batch_size=job["batch"], eval_every=10 ** 6)   # threads: set above
     if mode == "finetune":
         train["finetune"] = {role: {**(opts or {}), "checkpoint": job["checkpoints"][e["inputs"][role]],
                                     "gradient_checkpointing": job["grad_ckpt"]}
