@@ -224,7 +224,12 @@ def main(argv=None) -> int:
     man = pd.read_csv(args.manifest, keep_default_na=False)
     man = man[man["label"] != ""]
     texts = [t for t in man["transcript"] if t]
-    pick = man.sort_values("duration", ascending=False).head(args.batch + 2)
+    # the --batch longest utterances train; validation and test: the longest of two other speakers each (the
+    # engine refuses a fold whose speaker is in two splits)
+    longest = man.sort_values("duration", ascending=False)
+    train_rows = longest.head(args.batch)
+    rest = longest[~longest["speaker"].isin(train_rows["speaker"])].drop_duplicates("speaker").head(2)
+    pick = pd.concat([train_rows, rest])
     exps = {r: cfg["experiments"][r.split("/")[0]][r.split("/")[1]] for r in args.rows}
     ckpts = ensure_checkpoints({enc for e in exps.values() for enc in e["inputs"].values()}, cfg,
                                Path(args.ckpt_dir), texts)
