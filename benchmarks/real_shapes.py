@@ -234,10 +234,13 @@ def main(argv=None) -> int:
     ckpts = ensure_checkpoints({enc for e in exps.values() for enc in e["inputs"].values()}, cfg,
                                Path(args.ckpt_dir), texts)
     work_root = Path(tempfile.mkdtemp(prefix="real_shapes."))
-    sub = pick.copy()
+    # every class occurs in the manifest (the engine refuses an output nothing could train): the shortest
+    # utterance of each missing class is listed there but in no split
+    extra = man[~man["label"].isin(pick["label"])].sort_values("duration").drop_duplicates("label")
+    sub = pd.concat([pick, extra])
     sub.to_csv(work_root / "manifest.csv", index=False)
     split = ["train"] * args.batch + ["val", "test"]
-    pd.DataFrame({"utt_id": sub["utt_id"], "fold": 1, "split": split}).to_csv(work_root / "folds.csv", index=False)
+    pd.DataFrame({"utt_id": pick["utt_id"], "fold": 1, "split": split}).to_csv(work_root / "folds.csv", index=False)
     secs = sub["duration"].astype(float).tolist()
     print(f"# utterances: {args.batch} x train ({', '.join(f'{s:.1f}' for s in secs[:args.batch])} s), 1 val, 1 test; "
           f"{args.steps} timed steps after 1 warm-up; {args.threads} threads; machine shared (figures under load)")
