@@ -12,6 +12,11 @@ For each row (an experiment of config/config.yaml, the real run, not the demo) a
 * ``frozen``: the same row with ``finetune: null``: its heads on feature caches extracted (here,
   from the same checkpoints) for the utterances used.
 
+A role the row does not fine-tune reads its cache in both modes (MMER: RoBERTa-base).  A row with
+ACL (``augment``, MMER) pairs each training utterance with one stand-in copy: the same wav and
+transcript under the id ``<utt>__aug0``, voiced by a speaker no held-out utterance has, encoded
+like the originals (a second forward through the fine-tuned encoder, as in the real run).
+
 Each (row, mode) runs in a fresh subprocess, through :func:`emorepro.train.run_training`, on the
 ``--batch`` longest utterances of the demo corpus at full length (``results/iemocap/manifest.csv``:
 ``snakemake --configfile config/demo.yaml results/iemocap/manifest.csv`` makes it), for
@@ -55,7 +60,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 # Lee et al.: sc_iemocap is every system's FE (HuBERT-large fine-tuned) + EC; MTL / DANN add a 4 KB linear DC.
-ROWS = ["ispas2023/rob_mt", "ispas2023/deb_mt", "ispas2023/deb_sa_cra_q_rmm_mt", "lee2023/sc_iemocap"]
+ROWS = ["ispas2023/rob_mt", "ispas2023/deb_mt", "ispas2023/deb_sa_cra_q_rmm_mt", "lee2023/sc_iemocap", "ghosh2022/mmer"]
 MODES = ["finetune", "frozen"]
 
 
@@ -135,7 +140,9 @@ def run_one(job: dict) -> dict:
                              for role, opts in (train.get("finetune") or {}).items()}
     else:
         train["finetune"] = None
-        caches = {role: job["caches"][enc] for role, enc in e["inputs"].items()}
+    aug = job.get("aug") if e.get("augment") else None
+    caches = {role: (job["caches"][enc] if not aug else [job["caches"][enc], job["aug_caches"][enc]])
+              for role, enc in e["inputs"].items() if role not in (train["finetune"] or {})}
     rss_loaded = [None]
     steps, saved = [], {"cur": 0, "peak": 0}
     param_ptrs: set[int] = set()
@@ -171,7 +178,9 @@ def run_one(job: dict) -> dict:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         s = T.run_training(manifest_csv=job["manifest"], folds_csv=job["folds"], caches=caches, fold=1, seed=1,
                            classes=["neu", "hap", "ang", "sad"], model=e["model"], model_params=e["model_params"],
-                           train=train, out_dir=str(work / "run"), device="cpu")
+                           train=train, out_dir=str(work / "run"), device="cpu",
+                           extra_inputs={"aug_copies": aug["copies"]} if aug else None,
+                           audio_manifests=[aug["manifest"]] if aug else ())
     handle.remove()
     dt = [b - a for a, b in itertools.pairwise(steps)]
     per_step = statistics.median(dt) if dt else float("nan")
@@ -230,7 +239,10 @@ def main(argv=None) -> int:
     ckpts = ensure_checkpoints({enc for e in exps.values() for enc in e["inputs"].values()}, cfg,
                                Path(args.ckpt_dir), texts)
     work_root = Path(tempfile.mkdtemp(prefix="real_shapes."))
-    sub = pick.copy()
+    # every class occurs in the manifest (the engine refuses an output nothing could train): the shortest
+    # utterance of each missing class is listed there but in no split
+    extra = man[~man["label"].isin(pick["label"])].sort_values("duration").drop_duplicates("label")
+    sub = pd.concat([pick, extra])
     sub.to_csv(work_root / "manifest.csv", index=False)
     split = ["train"] * args.batch + ["val"] * len(val_rows) + ["test"]
     pd.DataFrame({"utt_id": sub["utt_id"], "fold": 1, "split": split}).to_csv(work_root / "folds.csv", index=False)
@@ -248,16 +260,29 @@ def main(argv=None) -> int:
             raise SystemExit(f"{what}: the subprocess failed")
         return json.loads(p.stdout.strip().splitlines()[-1])
 
-    caches, extraction = {}, {}
-    if "frozen" in args.modes:
-        for enc in sorted({enc for e in exps.values() for enc in e["inputs"].values()}):
-            where = work_root / f"cache_{enc}"
+    aug = None
+    if any(e.get("augment") for e in exps.values()):   # ACL: one stand-in copy per utterance (module docstring)
+        copies = sub.assign(utt_id=sub["utt_id"] + "__aug0", speaker="bench_copy_voice")
+        copies.to_csv(work_root / "aug_manifest.csv", index=False)
+        pd.DataFrame({"aug_id": copies["utt_id"], "source_utt": sub["utt_id"], "source_speaker": sub["speaker"],
+                      "target_speaker": copies["speaker"]}).to_csv(work_root / "copies.csv", index=False)
+        aug = {"manifest": str(work_root / "aug_manifest.csv"), "copies": str(work_root / "copies.csv")}
+    need = {enc for e in exps.values() for role, enc in e["inputs"].items()
+            if "frozen" in args.modes or role not in (e["train"].get("finetune") or {})}
+    caches, aug_caches, extraction = {}, {}, {}
+    for enc in sorted(need):
+        for which, man, store in (("", "manifest.csv", caches), ("aug_", "aug_manifest.csv", aug_caches)):
+            if which and not aug:
+                continue
+            where = work_root / f"{which}cache_{enc}"
             where.mkdir()
             r = sub_run({"kind": "extract", "encoder": enc, "encoder_cfg": cfg["encoders"][enc],
-                         "checkpoint": ckpts[enc], "manifest": str(work_root / "manifest.csv"),
-                         "out": str(where / "cache"), "threads": args.threads}, where, f"extract {enc}")
-            caches[enc], extraction[enc] = str(where / "cache"), r
-            print(f"# extract_features {enc}: peak RSS {r['peak_rss_mb'] / 1024:.2f} GB, {r['seconds']:.0f} s "
+                         "checkpoint": ckpts[enc], "manifest": str(work_root / man),
+                         "out": str(where / "cache"), "threads": args.threads}, where, f"extract {which}{enc}")
+            store[enc] = str(where / "cache")
+            if not which:
+                extraction[enc] = r
+            print(f"# extract_features {which}{enc}: peak RSS {r['peak_rss_mb'] / 1024:.2f} GB, {r['seconds']:.0f} s "
                   f"for {len(sub)} utterances", flush=True)
     results = []
     for row, e in exps.items():
@@ -266,6 +291,7 @@ def main(argv=None) -> int:
                 work = work_root / f"{row.replace('/', '_')}_{mode}_{int(grad_ckpt)}"
                 work.mkdir()
                 job = {"experiment": e, "mode": mode, "grad_ckpt": grad_ckpt, "checkpoints": ckpts, "caches": caches,
+                       "aug_caches": aug_caches, "aug": aug,
                        "work": str(work), "manifest": str(work_root / "manifest.csv"),
                        "folds": str(work_root / "folds.csv"), "steps": args.steps, "batch": args.batch,
                        "threads": args.threads}

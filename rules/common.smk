@@ -163,6 +163,9 @@ def train_inputs(wc):
     for role in finetune:
         if config["encoders"][e["inputs"][role]].get("demo"):
             inputs[f"checkpoint_{role}"] = f"{RESULTS}/checkpoints/demo/{e['inputs'][role]}/demo_checkpoint.json"
+    # MMER's ACL: the augmented corpus's manifest, copies sidecar and caches (rules/augment_common.smk)
+    if e.get("augment"):
+        inputs.update(augment_inputs(e["augment"], {r: enc for r, enc in e["inputs"].items() if r not in finetune}))
     if e["train"].get("init_from"):  # a run starts from its parent's run of the same fold and seed
         paper, _, variant = e["train"]["init_from"].partition("/")
         inputs["parent_model"] = f"{run_dir(paper, variant, wc.fold, wc.seed)}/model.pt"
@@ -170,9 +173,10 @@ def train_inputs(wc):
 
 
 def table_spec(table):
-    """The table's config with {corpora.<key>.name} filled in (row names, title, notes), and a note per JTES
-    corpus its runs use saying which speakers form its sessions (the paper does not say)."""
-    from emorepro.tables import fill_corpus_names, session_notes
+    """The table's config with {corpora.<key>.name} filled in (row names, title, notes), a note per JTES
+    corpus its runs use saying which speakers form its sessions (the paper does not say), and the notes on
+    the augmented copies its runs train on."""
+    from emorepro.tables import augmentation_notes, fill_corpus_names, session_notes
 
     spec = fill_corpus_names({"name": table, **config["tables"][table]}, config["corpora"])
     t = config["tables"][table]
@@ -180,7 +184,7 @@ def table_spec(table):
     xs += [x for f in table_fusion(table) for x in config["fusion"][f]["experiments"]]
     used = [experiment_by_key(x)["corpus"] for x in dict.fromkeys(xs)]
     spec["notes"] = [*spec["notes"], *session_notes(used, config["corpora"])]
-    return spec
+    return augmentation_notes(spec, config)
 
 
 def summary_spec(table):
@@ -300,6 +304,31 @@ def enabled_fusions():
     return [n for n, f in config["fusion"].items() if f["paper"] in config["papers"]]
 
 
+FIGURES = _names_regex(config.get("figures", {}))
+
+
+def enabled_figures():
+    return [f for f, spec in config.get("figures", {}).items() if spec["paper"] in config["papers"]]
+
+
+def figure_panels(figure):
+    """Panel name -> the metrics.json of every run of the panel's experiment (config figures.<name>.panels)."""
+    out = {}
+    for p in config["figures"][figure]["panels"]:
+        paper, _, variant = p["experiment"].partition("/")
+        out[p["name"]] = [f"{d}/metrics.json" for _, _, d in experiment_runs(paper, variant)]
+    return out
+
+
+def figure_notes(figure):
+    """A figure's notes, with how its experiments' augmented copies were made (as the tables say it)."""
+    from emorepro.tables import augmentation_notes
+
+    spec = config["figures"][figure]
+    rows = [{"name": p["name"], "experiment": p["experiment"]} for p in spec["panels"]]
+    return augmentation_notes({"rows": rows, "notes": spec["notes"]}, config)["notes"]
+
+
 def get_final_output():
     tables = [f"{RESULTS}/tables/{t}.tex" for t in enabled_tables()]
     tables += [f"{RESULTS}/tables/{t}.tex" for t in enabled_corpus_tables()]
@@ -311,6 +340,7 @@ def get_final_output():
         if is_union(experiment(p, v)["corpus"])
         for m in config["corpora"][experiment(p, v)["corpus"]]["members"]
     ]
+    figures += [f"{RESULTS}/figures/{f}.pdf" for f in enabled_figures()]
     fusion = [f"{RESULTS}/fusion/{n}.csv" for n in enabled_fusions()]
     fusion += [
         f"{RESULTS}/fusion_intermediate/{n}.csv"

@@ -104,3 +104,31 @@ rule summary:
         "../envs/report.yaml"
     script:
         "../workflow/scripts/summary.py"
+
+
+rule confusion_panels:
+    # A paper figure of several experiments' confusion matrices, one panel each (config `figures`; Ghosh et al.
+    # Fig. 2), with the bias toward one class per panel and the paper's claims about it checked (the .md).
+    input:
+        lambda wc: sorted({m for ms in figure_panels(wc.figure).values() for m in ms}),
+    output:
+        pdf=update(report(f"{RESULTS}/figures/{{figure}}.pdf", category="Figures")),
+        png=update(f"{RESULTS}/figures/{{figure}}.png"),
+        tex=update(f"{RESULTS}/figures/{{figure}}.tex"),
+        csv=update(f"{RESULTS}/figures/{{figure}}.csv"),
+        md=update(f"{RESULTS}/figures/{{figure}}.md"),
+    wildcard_constraints:
+        figure=FIGURES,
+    params:
+        panels=lambda wc: figure_panels(wc.figure),
+        classes=config["classes"],
+        title=lambda wc: config["figures"][wc.figure]["title"] or wc.figure,
+        bias_class=lambda wc: config["figures"][wc.figure]["bias_class"],
+        claims=lambda wc: config["figures"][wc.figure]["claims"],
+        notes=lambda wc: figure_notes(wc.figure),
+    log:
+        f"{RESULTS}/logs/figures/{{figure}}.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/confusion_panels.py"

@@ -319,3 +319,25 @@ def test_experiments_whose_rule_names_would_collide(cfg):
     cfg["experiments"]["zhang2022"]["baseline-act"] = cfg["experiments"]["zhang2022"]["baseline_act"]
     (key, msg), = problems(cfg)
     assert key == "experiments.zhang2022.baseline-act" and "experiments.zhang2022.baseline_act" in msg
+
+
+def test_cited_rows_labels_figures_and_augment(cfg):
+    """Ghosh et al.: cited rows name no experiment, labels name label columns, figure claims name panels,
+    an experiment's augmented corpus copies its own corpus."""
+    t = cfg["tables"]["ghosh2022_table1"]
+    t["rows"][0]["experiment"] = "ghosh2022/mmer"
+    del t["rows"][-1]["experiment"]
+    t["rows"][-2]["labels"]["Modalities"] = "{a}"
+    f = cfg["figures"]["ghosh2022_fig2"]
+    f["claims"][0]["higher"] = "MMER w/o acl"
+    f["panels"][1]["experiment"] = "ghosh2022/nope"
+    f["bias_class"] = "neutral"
+    cfg["corpora"]["iemocap_aug"]["augment"]["source"] = "spon"
+    assert sorted(keys(cfg)) == sorted([
+        "tables.ghosh2022_table1.rows['Wu et al. [5]'].experiment",
+        "tables.ghosh2022_table1.rows['MMER (test-selected epoch)'].experiment",
+        "tables.ghosh2022_table1.rows['MMER'].labels.Modalities",
+        "figures.ghosh2022_fig2.claims[0].higher",
+        "figures.ghosh2022_fig2.panels['MMER w/o CTC'].experiment",
+        "figures.ghosh2022_fig2.bias_class",
+        *[f"experiments.ghosh2022.{v}.augment" for v in ("mmer", "mmer_wo_ctc", "mmer_wo_scl", "mmer_oracle")]])

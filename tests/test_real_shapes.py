@@ -141,10 +141,14 @@ def test_every_finetuning_family_steps_on_base_size_checkpoints(audio, base_chec
     manifest = pd.DataFrame(rows).set_index("utt_id", drop=False)
     ckpt = {"audio": base_checkpoints / audio, "text": base_checkpoints / "roberta-base"}
     families = [name for name, entry in MODELS.items() if entry.recipe.finetune_roles]
-    assert "ispas_mm" in families
+    assert {"ispas_mm", "mmer_audio"} <= set(families)
     for name in families:
         entry = MODELS[name]
         e = _family_experiment(name)
+        if set(e["inputs"]) - set(e["train"]["finetune"]) or e.get("augment"):
+            # reads a feature cache or augmented copies besides the fine-tuned encoders (MMER: RoBERTa features, ACL):
+            # its fine-tuned step is tests/test_mmer.py's (a tiny wav2vec2)
+            continue
         train = dict(e["train"])
         train["finetune"] = {role: {**(opts or {}), "checkpoint": str(ckpt[role])} for role, opts in train["finetune"].items()}
         cfg = TrainConfig(**{**train, "batch_size": 2})
@@ -156,7 +160,7 @@ def test_every_finetuning_family_steps_on_base_size_checkpoints(audio, base_chec
         recipe = entry.recipe(ctx)
         net = recipe.build().train()
         b = recipe.batch("train", np.arange(2))
-        out = net(**{k: b[k] for k in recipe.input_keys})
+        out = net(**{k: b[k] for k in recipe.input_keys if k in b})   # as the engine's _forward
         loss = recipe.loss(out, b, 1)
         loss.backward()
         assert torch.isfinite(loss) and out["logits"].shape == (2, 4)
@@ -164,4 +168,4 @@ def test_every_finetuning_family_steps_on_base_size_checkpoints(audio, base_chec
             grads = [p.grad for p in enc.model.encoder.parameters()]
             assert any(g is not None and g.abs().sum() > 0 for g in grads), (name, role)
         assert all(p.grad is None for p in encoders["audio"].model.feature_extractor.parameters())   # CNN frozen
-        assert encoders["audio"].dim == 768 and encoders["text"].dim == 768
+        assert all(enc.dim == 768 for enc in encoders.values())

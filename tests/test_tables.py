@@ -274,3 +274,81 @@ def test_zhang_table_5_keeps_the_printed_baseline_ua_and_notes_its_recalls():
     assert base["uar"] == 59.96 and round(sum(recalls) / 4, 2) == 59.86   # as printed; its recalls disagree
     notes = " ".join(yaml.safe_load((REPO / "config/config.yaml").read_text())["tables"]["zhang2022_table5"]["notes"])
     assert "59.96" in notes and "59.86" in notes
+
+
+# --------------------------------------------------------------------------- cited rows, label columns, panels
+
+
+def test_cited_rows_show_the_paper_only_and_label_columns_come_first(table, tmp_path):
+    """Ghosh et al. Table 1: prior art cited as printed (section sign, "not reproduced", no runs) beside
+    reproduced rows, with CV and Modality label columns."""
+    _, runs = table
+    spec = {**SPEC, "name": "cited", "label_columns": ["CV", "Modality"],
+            "rows": [{"name": "Wu et al. [5]", "cited": True, "labels": {"CV": "10-fold", "Modality": "{a}"},
+                      "reported": {"WA": 72.7}},
+                     {**SPEC["rows"][0], "labels": {"CV": "5-fold", "Modality": "{a,t}"}}]}
+    out = tmp_path / "cited"
+    steps.table(spec, {"Model A": runs["Model A"]}, str(out / "c.tex"), str(out / "c.csv"), str(out / "c.md"))
+    df = pd.read_csv(out / "c.csv")
+    wu = df[df["row"] == "Wu et al. [5]"].set_index("column")
+    assert wu["cited"].all() and wu["n_runs"].eq(0).all() and wu["ours_mean"].isna().all()
+    assert wu.loc["WA", "paper"] == 72.7 and (wu["label_CV"] == "10-fold").all()
+    assert not df.loc[df["row"] == "Model A", "cited"].any()
+    md = (out / "c.md").read_text()
+    head = next(line for line in md.splitlines() if line.startswith("|"))
+    assert head.index("CV") < head.index("Modality") < head.index("UA (ours)")
+    assert "Wu et al. [5] §" in md and "not reproduced" in md and "Cited, not reproduced" in md
+    assert "Model A §" not in md
+    tex = (out / "c.tex").read_text()
+    assert r"Wu et al. [5]\S" in tex and r"\{a,t\}" in tex
+    cells = json.loads((out / "c.tex.prov.json").read_text())["cells"]   # what `emorepro trace` walks
+    assert cells["Wu et al. [5] | WA"]["cited"] is True and cells["Wu et al. [5] | WA"]["runs"] == []
+    assert "cited" not in cells["Model A | WA"] and len(cells["Model A | WA"]["runs"]) == 6
+    with pytest.raises(InputError, match="is cited"):
+        steps.table(spec, {"Wu et al. [5]": runs["Model A"], "Model A": runs["Model A"]}, str(out / "d.tex"),
+                    str(out / "d.csv"), str(out / "d.md"))
+
+
+def test_confusion_panels_report_the_bias_and_check_the_claims(tmp_path):
+    from emorepro.figures import bias_toward, check_claims, write_confusion_panels
+
+    #               predicted: neu hap ang sad
+    a = np.array([[10, 0, 0, 0], [4, 6, 0, 0], [2, 0, 8, 0], [4, 0, 0, 6]])    # 10 of 30 others -> neu
+    b = np.array([[10, 0, 0, 0], [1, 9, 0, 0], [1, 0, 9, 0], [1, 0, 0, 9]])    # 3 of 30
+    assert bias_toward(a, CLASSES, "neu") == pytest.approx(100 * 10 / 30)
+    assert bias_toward(b, CLASSES, "neu") == pytest.approx(10.0)
+    assert bias_toward(a, CLASSES, "hap") == 0.0
+    claims = [{"claim": "B less biased", "lower": "B", "higher": "A"},
+              {"claim": "A less biased", "lower": "A", "higher": "B"}]
+    v = check_claims({"A": bias_toward(a, CLASSES, "neu"), "B": bias_toward(b, CLASSES, "neu")}, claims)
+    assert [x["holds"] for x in v] == [True, False]
+    out = tmp_path / "fig"
+    files = [str(out / f"f.{e}") for e in ("pdf", "png", "tex", "csv", "md")]
+    got = write_confusion_panels([("A", a), ("B", b)], CLASSES, "Fig", "neu", claims, ["a note"], *files)
+    assert got == v
+    assert (out / "f.pdf").read_bytes()[:5] == b"%PDF-" and (out / "f.png").read_bytes()[:4] == b"\x89PNG"
+    csv = pd.read_csv(out / "f.csv")
+    assert list(csv["panel"].unique()) == ["A", "B"] and csv.loc[csv["panel"] == "B", "bias_toward_neu"].iloc[0] == 10
+    assert (csv[csv["panel"] == "A"][CLASSES].to_numpy() == a).all()
+    md = (out / "f.md").read_text()
+    assert "B less biased: B 10.00% vs A 33.33% -> holds" in md and "does NOT hold" in md and "a note" in md
+
+
+def test_augmentation_notes_say_how_the_copies_were_made():
+    from emorepro.tables import augmentation_notes
+
+    config = {"corpora": {"iemocap": {"synth": {"seed": 0}},
+                          "iemocap_aug": {"augment": {"source": "iemocap", "back_translation": {"backend": "paraphrase"},
+                                                      "tts": {"backend": "espeak"}}}},
+              "experiments": {"p": {"acl": {"augment": "iemocap_aug"}, "plain": {}}}}
+    spec = {"rows": [{"name": "ACL row", "experiment": "p/acl"}, {"name": "Plain", "experiment": "p/plain"},
+                     {"name": "Cited", "cited": True}], "notes": ["first"]}
+    notes = augmentation_notes(spec, config)["notes"]
+    assert notes[0] == "first" and len(notes) == 2
+    assert "ACL rows (ACL row)" in notes[1] and "NOT back-translation" in notes[1] and "espeak-ng" in notes[1]
+    assert "in-distribution" in notes[1]          # the source corpus is itself espeak speech
+    config["corpora"]["iemocap_aug"]["augment"].update(back_translation={"backend": "nllb"}, tts={"backend": "yourtts"})
+    config["corpora"]["iemocap"] = {"root": "/data/IEMOCAP"}
+    note = augmentation_notes(spec, config)["notes"][1]
+    assert "NLLB-200" in note and "YourTTS" in note and "in-distribution" not in note
+    assert augmentation_notes({"rows": spec["rows"][1:]}, config)["notes"] == []

@@ -281,20 +281,24 @@ def test_fusion_rule_runs_the_exact_search_on_a_configured_trial_set(demo_run):
 
 
 def test_dry_run_plans_one_extraction_per_corpus_and_encoder(tmp_path):
-    """Every paper of the demo config (Zhang: 4 variants x 2 corpora; Ispas: 16 rows x 10 folds x seeds; Lee) shares
+    """Every paper of the demo config (Zhang: 4 variants x 2 corpora; Ispas: 16 rows x 10 folds x seeds; Lee; Ghosh: 8
+    rows x 5 folds, one augmented corpus) shares
     the caches: the plan has exactly one extract_features job per (corpus, encoder), and train jobs ask for a GPU."""
 
     wd = make_workdir(tmp_path)
     r = run_snakemake(wd, "-n", "--configfile", "config/demo.yaml")
     out = r.stdout + r.stderr
     planned = re.findall(r"output: (results/[^/]+/features/[^/]+/manifest\.json)", out)
-    assert len(planned) == len(set(planned)) == 6, planned
+    # Lee et al.: IEMOCAP + JTES; Ghosh et al. (MMER): RoBERTa-base and frozen wav2vec2-base, of IEMOCAP and its copies
+    assert len(planned) == len(set(planned)) == 10, planned
     assert set(planned) == {f"results/iemocap/features/{e}/manifest.json"
-                            for e in ("fbank40", "hubert_large", "deberta_v3_large", "roberta_large")} | {
+                            for e in ("fbank40", "hubert_large", "deberta_v3_large", "roberta_large", "roberta_base",
+                                      "wav2vec2_base")} | {
                                "results/spon/features/fbank40/manifest.json",
-                               "results/jtes/features/hubert_large/manifest.json"}   # Lee et al.: IEMOCAP + JTES
+                               "results/jtes/features/hubert_large/manifest.json"} | {
+                               f"results/iemocap_aug/features/{e}/manifest.json" for e in ("roberta_base", "wav2vec2_base")}
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1].split("Reasons")[0], re.M))
-    assert int(stats["extract_features"]) == 6 and int(stats["train"]) > 200
+    assert int(stats["extract_features"]) == 10 and int(stats["train"]) > 200
     assert re.search(r"rule train:(?:(?!\nrule ).)*resources:[^\n]*gpu=1", out, re.S)
 
 

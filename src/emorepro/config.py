@@ -37,8 +37,10 @@ def is_union(config: Config, corpus: str) -> bool:
 
 
 def row_experiments(row: Mapping[str, Any]) -> list[str]:
-    """A table row's experiments: one "<paper>/<variant>", or a list averaged per fold and seed."""
-    x = row.get("experiment") or []   # a row of fusion cells only, or a cited row, has none
+    """A table row's experiments: one "<paper>/<variant>", or a list averaged per fold and seed (none if cited)."""
+    if row.get("cited"):
+        return []
+    x = row.get("experiment") or []   # a row of fusion cells only has none
     return [x] if isinstance(x, str) else list(x)
 
 
@@ -113,6 +115,20 @@ def check_augmented_corpora(config: Config) -> Problems:
             yield f"corpora.{name}.augment.source", f"{src!r} is not a (non-union, non-augmented) key of corpora"
         if c.get("format") != "generic_csv":
             yield f"corpora.{name}.format", "an augmented corpus is generic_csv"
+
+
+def check_experiment_augment(config: Config) -> Problems:
+    """An experiment's `augment` names an augmented corpus made from the experiment's own corpus."""
+    corpora = config.get("corpora") or {}
+    for key, e in _experiments(config):
+        aug = e.get("augment")
+        if not aug:
+            continue
+        if not (corpora.get(aug) or {}).get("augment"):
+            yield f"{key}.augment", f"{aug!r} is not an augmented corpus (a key of corpora with an `augment` block)"
+        elif corpora[aug]["augment"].get("source") != e["corpus"]:
+            yield (f"{key}.augment", f"{aug!r} copies {corpora[aug]['augment'].get('source')!r}, but the experiment "
+                   f"trains on {e['corpus']!r}")
 
 
 def check_corpus_tables(config: Config) -> Problems:
@@ -216,6 +232,10 @@ def check_tables(config: Config) -> Problems:
         rows = {r["name"] for r in spec.get("rows", [])}
         for i, row in enumerate(spec.get("rows", [])):
             key = f"tables.{t}.rows[{row['name']!r}]"
+            if row.get("cited") and row.get("experiment"):
+                yield f"{key}.experiment", "a cited row (not reproduced) names no experiment"
+            for k in sorted(set(row.get("labels") or {}) - set(spec.get("label_columns") or [])):
+                yield f"{key}.labels.{k}", f"is not one of the table's label_columns ({spec.get('label_columns') or []})"
             for x in row_experiments(row):
                 if _experiment(config, x) is None:
                     yield f"{key}.experiment", f"{x!r} is not an experiment"
@@ -244,9 +264,27 @@ def check_tables(config: Config) -> Problems:
             yield f"tables.{t}.stats.columns", f"{c!r} is not a column of the table ({', '.join(sorted(columns))})"
 
 
+def check_figures(config: Config) -> Problems:
+    """A multi-panel figure's panels name experiments, its claims name panels, its bias class is a class."""
+    for f, spec in (config.get("figures") or {}).items():
+        names = [p["name"] for p in spec.get("panels", [])]
+        if len(set(names)) != len(names):
+            yield f"figures.{f}.panels", f"duplicate panel names {names}"
+        for p in spec.get("panels", []):
+            if _experiment(config, p["experiment"]) is None:
+                yield f"figures.{f}.panels[{p['name']!r}].experiment", f"{p['experiment']!r} is not an experiment"
+        for i, c in enumerate(spec.get("claims") or []):
+            for side in ("lower", "higher"):
+                if c[side] not in names:
+                    yield f"figures.{f}.claims[{i}].{side}", f"{c[side]!r} is not a panel ({', '.join(names)})"
+        if spec.get("bias_class", "neu") not in (config.get("classes") or []):
+            yield f"figures.{f}.bias_class", f"{spec.get('bias_class')!r} is not one of classes {config.get('classes')}"
+
+
 def check_papers(config: Config) -> Problems:
     """Each entry of `papers` is the paper of some table, corpus table or fusion set (else a typo builds nothing)."""
-    known = {s["paper"] for group in ("tables", "corpus_tables", "fusion") for s in (config.get(group) or {}).values()}
+    known = {s["paper"] for group in ("tables", "corpus_tables", "fusion", "figures")
+             for s in (config.get(group) or {}).values()}
     for p in config.get("papers") or []:
         if p not in known:
             yield "papers", f"{p!r} has no table or fusion set (papers with some: {', '.join(sorted(known))})"
@@ -291,7 +329,7 @@ def check_schema(config: Config, schema_yaml: str) -> None:
 
 CHECKS: tuple[Callable[[Config], Problems], ...] = (
     check_names, check_corpora, check_augmented_corpora, check_encoders, check_experiments, check_training_chain,
-    check_fusion, check_tables, check_corpus_tables, check_papers)
+    check_fusion, check_tables, check_corpus_tables, check_papers, check_experiment_augment, check_figures)
 
 
 def check_config(config: Config, workdir: str | None = None) -> None:

@@ -51,7 +51,7 @@ def check_config(config: Mapping[str, Any], workdir: str | os.PathLike | None = 
     workdir = os.fspath(workdir or os.getcwd())
     corpora = config.get("corpora") or {}
     # papers: each must build something
-    known = sorted({s.get("paper") for key in ("tables", "corpus_tables", "fusion")
+    known = sorted({s.get("paper") for key in ("tables", "corpus_tables", "fusion", "figures")
                     for s in (config.get(key) or {}).values()} - {None})
     for p in config.get("papers") or []:
         if p not in known:

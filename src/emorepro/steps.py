@@ -269,12 +269,16 @@ def repair_features(cache_dir: str, *, device: str | None = None) -> dict:
 
 def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, Any], outputs: Mapping[str, str], fold: int,
           seed: int, classes: Sequence[str], model: str, model_params: Mapping, train_params: Mapping,
-          run_id: Mapping, threads: int = 1, parent_model: str | None = None) -> None:
+          run_id: Mapping, threads: int = 1, parent_model: str | None = None,
+          extra_inputs: Mapping[str, str] | None = None, audio_manifests: Sequence[str] = ()) -> None:
     """Train one fold and seed; ``caches`` maps a role (audio, text) to a cache's manifest.json
     (or to a list of them: a union corpus reads its members' caches).  Roles under
     ``train_params["finetune"]`` are read from their checkpoint directories instead; ``parent_model``
     is the ``model.pt`` of the run ``train.init_from`` starts from.  ``outputs``: the rule's declared
     ``predictions``, ``log_csv``, ``model`` and ``provenance`` (the run directory's sidecar).
+    ``extra_inputs``: named files the recipe reads (MMER: ``aug_copies``, the augmented corpus's copies
+    sidecar); ``audio_manifests``: manifests of utterances outside the folds whose wavs the recipe may
+    read (MMER: the augmented corpus).  Both are checked and recorded like the other inputs.
 
     Before training: the manifest, the fold file and every cache (shards included) are checked
     against their sidecars, and the fold file's soundness (no leak, every utterance tested once)
@@ -293,6 +297,8 @@ def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, Any], outpu
     caches = {role: (m if isinstance(m, (str, os.PathLike)) else [str(x) for x in m]) for role, m in caches.items()}
     check_against_sidecar(manifest_csv)
     check_against_sidecar(folds_csv)
+    for f in [*(extra_inputs or {}).values(), *audio_manifests]:
+        check_against_sidecar(f)
     for m in caches.values():
         for one in ([m] if isinstance(m, (str, os.PathLike)) else m):
             check_feature_cache(one)
@@ -304,10 +310,13 @@ def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, Any], outpu
                                           else [str(Path(x).parent) for x in m]) for role, m in caches.items()},
                            fold=fold, seed=seed, classes=classes, model=model, model_params=dict(model_params),
                            train=dict(train_params), out_dir=str(out), threads=threads, outputs=files,
-                           parent_model=parent_model)
+                           parent_model=parent_model, extra_inputs=dict(extra_inputs or {}),
+                           audio_manifests=list(audio_manifests))
     summary["n_folds"] = int(folds["fold"].nunique())   # the table checks it averages every fold of the file
     inputs: dict[str, Any] = {"manifest": manifest_csv, "folds": folds_csv,
-                              **{f"feature_cache_{role}": m for role, m in caches.items()}}
+                              **{f"feature_cache_{role}": m for role, m in caches.items()},
+                              **dict(extra_inputs or {}),
+                              **({"audio_manifests": list(audio_manifests)} if audio_manifests else {})}
     for role, opts in (train_params.get("finetune") or {}).items():
         if opts.get("checkpoint") and Path(opts["checkpoint"]).is_dir():
             inputs[f"checkpoint_{role}"] = opts["checkpoint"]
@@ -426,6 +435,28 @@ def confusion(metrics_files: Sequence[str], *, classes: Sequence[str], title: st
     write_confusion(counts, classes, title, pdf, png, tex, csv)
     write_provenance(pdf, rule="confusion", params={"classes": list(classes), "title": title, "corpus": corpus},
                      inputs={"metrics": list(metrics_files)}, outputs=[pdf, png, tex, csv], started=started)
+
+
+def confusion_panels(metrics: Mapping[str, Sequence[str]], *, classes: Sequence[str], title: str, bias_class: str,
+                     claims: Sequence[Mapping[str, str]], notes: Sequence[str], pdf: str, png: str, tex: str, csv: str,
+                     md: str) -> None:
+    """A figure of several experiments' confusion matrices (config ``figures.<name>``): ``metrics`` maps each
+    panel's name to its runs' metrics.json; the bias toward ``bias_class`` and the claims are in the Markdown
+    caption, the CSV and the sidecar."""
+    from .figures import summed_confusion, write_confusion_panels
+
+    started = now()
+    panels = [(name, summed_confusion(files, classes)) for name, files in metrics.items()]
+    verdicts = write_confusion_panels(panels, classes, title, bias_class, [dict(c) for c in claims], list(notes),
+                                      pdf, png, tex, csv, md)
+    for v in verdicts:
+        log.info("claim %r: %s", v["claim"], "holds" if v["holds"] else "does not hold")
+    write_provenance(pdf, rule="confusion_panels",
+                     params={"classes": list(classes), "title": title, "bias_class": bias_class,
+                             "claims": [dict(c) for c in claims]},
+                     inputs={f"metrics: {name}": list(f) for name, f in metrics.items()},
+                     outputs=[pdf, png, tex, csv, md], started=started,
+                     extra={"panels": list(metrics), "claims_checked": verdicts})
 
 
 def demo_checkpoint(done_json: str, *, family: str, seed: int = 0, size: str = "tiny",

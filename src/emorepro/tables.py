@@ -67,6 +67,13 @@ ORACLE_NOTE = (f"{ORACLE_MARK} Test-set oracle: each run of this row kept the ch
                "test labels it is then scored on (the paper's protocol, or its code's), so the cell overstates a "
                "held-out result; a row without the mark selects without looking at test labels.")
 
+#: rows cited from the literature (config ``rows[].cited``): no runs, only the paper's values (MMER's prior art)
+CITED_MARK = "\u00a7"                                       # section sign, after the row name
+CITED_MARK_TEX = r"\S"
+CITED_TEXT = "not reproduced"                                # what the "ours" cells of a cited row say
+CITED_NOTE = (f"{CITED_MARK} Cited, not reproduced: the paper's value as it prints it (from the cited work, under "
+              "that work's own protocol); nothing of it was run here.")
+
 AGGREGATIONS = {
     "fold_mean_seed_mean_std": "mean over folds per seed, then mean +/- sample std (ddof=1) over seeds",
     "pooled_seed_stats": ("per seed (trial), the metric on its test predictions pooled over all folds; then the "
@@ -80,7 +87,6 @@ FUSION_NOTE = ("Late-fusion cells (sum of logits over a subset of trials, test p
                "'exact' without k is the best UAR over every subset of every size, chosen on the test labels "
                "themselves (the paper's Max nCk: an optimistic estimate); 'crossfold' chooses each fold's subset on "
                "the other folds (honest); 'full' fuses every trial.")
-CITED_NOTE = "Cited rows: prior work as the paper quotes it, not reproduced here (ours: --)."
 
 #: How a cell combines several test sets of one (fold, seed): a row's experiments, or a union
 #: corpus's members (``metric_scope: corpora``).  The text goes into the caption.
@@ -259,9 +265,12 @@ def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *
     _check_lee_spec(spec, agg, fusion or {})
     boot_rows = _load_bootstrap_rows(spec, runs) if stat_cols else {}
     fusion_docs: dict[tuple[str, bool], dict] = {}
+    labels = list(spec.get("label_columns") or [])
     tidy = []
     for r in spec["rows"]:
         refs = runs.get(r["name"], [])
+        if r.get("cited") and refs:
+            raise InputError(f"table {spec['name']}: row {r['name']!r} is cited (not reproduced) but has runs")
         loaded = []
         for ref in refs:
             if not os.path.exists(ref.metrics):
@@ -274,13 +283,15 @@ def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *
         several = combines_test_sets(r)
         _check_every_fold(spec["name"], r["name"], refs)
         oracle = any(ref.selection in ORACLE_SELECTIONS for ref in refs)
+        extra = {**({"cited": bool(r.get("cited"))} if _has_cited(spec) else {}),
+                 **{f"label_{k}": str((r.get("labels") or {}).get(k, "")) for k in labels}}
         for c in columns:
             if c.get("fusion") is not None:   # a late-fusion output, not the row's runs
-                tidy.append(_fusion_cell(spec, r, c, fusion or {}, fusion_docs, verify_hashes))
+                tidy.append({**_fusion_cell(spec, r, c, fusion or {}, fusion_docs, verify_hashes), **extra})
                 continue
             if agg == "pooled_seed_stats":
-                tidy.append(_pooled_cell(spec, r, c, loaded if c["name"] in (r.get("columns") or col_names) else [],
-                                         oracle))
+                tidy.append({**_pooled_cell(spec, r, c, loaded if c["name"] in (r.get("columns") or col_names) else [],
+                                            oracle), **extra})
                 continue
             c_scale = float(_col(c, "scale", scale))
             parts: dict[tuple[int, int], list] = defaultdict(list)   # (seed, fold) -> test sets
@@ -308,7 +319,7 @@ def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *
                          "ci_low": st.get("ci_low", math.nan), "ci_high": st.get("ci_high", math.nan),
                          "compare_to": st.get("compare_to", ""), "diff_vs_compare": st.get("diff_vs_compare", math.nan),
                          "p_value": st.get("p_value", math.nan), "oracle": oracle,
-                         "runs": ";".join(str(Path(x["metrics"]).parent) for x in cells), "_cells": cells})
+                         "runs": ";".join(str(Path(x["metrics"]).parent) for x in cells), "_cells": cells, **extra})
     df = pd.DataFrame(tidy)
     df["row"] = pd.Categorical(df["row"], row_names, ordered=True)
     df["column"] = pd.Categorical(df["column"], col_names, ordered=True)
@@ -524,6 +535,8 @@ def _fusion_cell(spec, row, column, fusion, docs, verify) -> dict:
     what = f"fusion {sel['set']}: {method}" + (f" k={k}" if k is not None else (" best k" if method == "exact" else ""))
     return _cell(row, column, f"{what}; {metric}", v, math.nan, len(trials), len(cells) - 1, oracle, cells,
                  fusion_k=fr["k"], fusion_subset=fr["subset"])
+def _has_cited(spec: Mapping[str, Any]) -> bool:
+    return any(r.get("cited") for r in spec["rows"])
 
 
 def scoped_metric(row: Mapping[str, Any], column: Mapping[str, Any]) -> str:
@@ -644,6 +657,8 @@ def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str)
     import pandas as pd
 
     col_digits = {c["name"]: int(_col(c, "digits", spec.get("digits", 2))) for c in spec["columns"]}
+    cited_rows = {r["name"] for r in spec["rows"] if r.get("cited")}
+    labels = list(spec.get("label_columns") or [])
     wide_tex, wide_md = {}, {}
     for _, t in df.iterrows():
         key = str(t["row"])
@@ -665,25 +680,35 @@ def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str)
         if t["compare_to"]:
             wide_tex[key][(str(t["column"]), "p")] = f"{t['p_value']:.3f}"
             wide_md[key][(str(t["column"]), "p")] = f"{t['p_value']:.3f} (vs {t['compare_to']})"
+        if key in cited_rows:
+            wide_tex[key][(str(t["column"]), "ours")] = wide_md[key][(str(t["column"]), "ours")] = CITED_TEXT
+        for k in labels:
+            wide_md[key][(k, "")] = str(t[f"label_{k}"])
+            wide_tex[key][(k, "")] = _latex_escape(wide_md[key][(k, "")])
     rows = [str(r) for r in df["row"].cat.categories]
     oracle_rows = set(df.loc[df["oracle"], "row"].astype(str)) if "oracle" in df.columns else set()
-    tex = _ordered(pd.DataFrame.from_dict(wide_tex, orient="index").reindex(rows).fillna(""), df)
+
+    def mark(r: str, tex: bool) -> str:
+        return ((ORACLE_MARK_TEX if tex else f" {ORACLE_MARK}") * (r in oracle_rows)
+                + (CITED_MARK_TEX if tex else f" {CITED_MARK}") * (r in cited_rows))
+
+    tex = _ordered(pd.DataFrame.from_dict(wide_tex, orient="index").reindex(rows).fillna(""), df, labels)
     tex.columns = pd.MultiIndex.from_tuples(tex.columns, names=["", ""])
-    tex.index = [_latex_escape(r) + (ORACLE_MARK_TEX if r in oracle_rows else "") for r in tex.index]
+    tex.index = [_latex_escape(r) + mark(r, True) for r in tex.index]
     tex.columns = pd.MultiIndex.from_tuples([(_latex_escape(a), b) for a, b in tex.columns])
     rule = caption_rule(spec, oracle=bool(oracle_rows))
     tnote = trials_note(spec, df)
     rule = f"{rule} {tnote}" if tnote else rule
     caption = (_latex_escape(spec.get("title", spec["name"])) + ". "
-               + _latex_escape(rule).replace(ORACLE_MARK, ORACLE_MARK_TEX))
+               + _latex_escape(rule).replace(ORACLE_MARK, ORACLE_MARK_TEX).replace(CITED_MARK, CITED_MARK_TEX + "{}"))
     latex = tex.style.to_latex(hrules=True, column_format="l" + "r" * tex.shape[1], multicol_align="c",
                                caption=caption, label=f"tab:{spec['name']}", position="htbp")
     write_text(out_tex, latex)
     csv = df.drop(columns=["_cells"])
     write_csv(out_csv, csv, float_format="%.6g")
-    md = _ordered(pd.DataFrame.from_dict(wide_md, orient="index").reindex(rows).fillna(""), df)
-    md.columns = [f"{a} ({b})" for a, b in md.columns]
-    md.index = [r + (f" {ORACLE_MARK}" if r in oracle_rows else "") for r in md.index]
+    md = _ordered(pd.DataFrame.from_dict(wide_md, orient="index").reindex(rows).fillna(""), df, labels)
+    md.columns = [f"{a} ({b})" if b else a for a, b in md.columns]
+    md.index = [r + mark(r, False) for r in md.index]
     write_text(out_md, f"**{spec.get('title', spec['name'])}**\n\n{md.to_markdown()}\n\n_{rule}_\n")
     row_spec = {r["name"]: r for r in spec["rows"]}
     return {str(t["row"]) + " | " + str(t["column"]): {
@@ -691,15 +716,16 @@ def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str)
         "value_std": None if math.isnan(t["ours_std"]) else t["ours_std"],
         "aggregation": spec.get("aggregate", "fold_mean_seed_mean_std"), "metric": t["metric"],
         **({"combine": spec.get("combine") or "pooled"} if combines_test_sets(row_spec[str(t["row"])]) else {}),
-        "oracle_selection": bool(t.get("oracle", False)),
+        "oracle_selection": bool(t.get("oracle", False)), **({"cited": True} if str(t["row"]) in cited_rows else {}),
         "scale": float(_col(next(c for c in spec["columns"] if c["name"] == str(t["column"])), "scale",
                             spec.get("scale", 1.0))), "runs": t["_cells"]} for _, t in df.iterrows()}
 
 
-def _ordered(wide, df):
-    """Columns grouped by metric (spec order), sub-columns in a fixed order, whatever row came first."""
+def _ordered(wide, df, labels=()):
+    """Label columns first, then columns grouped by metric (spec order), sub-columns in a fixed order."""
     kinds = ["ours", "paper", "diff", "95\\% CI", "95% CI", "p"]
-    cols = [(str(c), k) for c in df["column"].cat.categories for k in kinds if (str(c), k) in wide.columns]
+    cols = [(k, "") for k in labels]
+    cols += [(str(c), k) for c in df["column"].cat.categories for k in kinds if (str(c), k) in wide.columns]
     return wide[cols]
 
 
@@ -713,7 +739,7 @@ def caption_rule(spec: Mapping[str, Any], oracle: bool = False) -> str:
         parts.append(ORACLE_NOTE)
     if any(c.get("fusion") is not None for c in spec.get("columns", [])):
         parts.append(FUSION_NOTE)
-    if any(r.get("cited") for r in spec.get("rows", [])):
+    if _has_cited(spec):
         parts.append(CITED_NOTE)
     if (spec.get("stats") or {}).get("columns"):
         st = spec["stats"]
@@ -936,3 +962,48 @@ def render_corpus_stats(spec: Mapping[str, Any], df, out_tex: str, out_csv: str,
         "metric": t["stat"], "scale": 1.0,
         "runs": [{"metrics": t["manifest"], "fold": "all", "seed": "-", "value": t["ours_text"]}]}
         for _, t in df.iterrows()}
+
+
+# --------------------------------------------------------------------------- augmented rows (MMER's ACL)
+
+
+def augmentation_notes(spec: Mapping[str, Any], config: Mapping[str, Any]) -> dict:
+    """``spec`` with a note per augmented corpus its rows train with (experiments' ``augment``): how the
+    copies were made, so that a table built on stand-ins (the demo's paraphrases spoken by espeak-ng) says so
+    where its numbers are read.  Written from the config the rule runs with, never by hand."""
+    from .config import row_experiments
+
+    corpora, experiments = config.get("corpora") or {}, config.get("experiments") or {}
+    used: dict[str, list[str]] = {}
+    for r in spec["rows"]:
+        for x in row_experiments(r):
+            p, _, v = x.partition("/")
+            a = (experiments.get(p, {}).get(v) or {}).get("augment")
+            if a:
+                used.setdefault(a, []).append(r["name"])
+    notes = list(spec.get("notes", []))
+    for a, rows in used.items():
+        aug = corpora[a]["augment"]
+        bt, tts = aug.get("back_translation") or {}, aug.get("tts") or {}
+        src = aug.get("source")
+        text = {"nllb": (f"back-translated by NLLB-200 ({bt.get('src_lang', 'eng_Latn')} -> {bt.get('pivot_lang', 'fra_Latn')} "
+                         f"-> back, {bt.get('num_return_sequences', 5)} sampled returns per direction)"),
+                "paraphrase": "reworded by the offline paraphrase backend (rule-based, keeping the emotion words): "
+                              "NOT back-translation",
+                "none": "the source transcript unchanged (no back-translation)"}.get(bt.get("backend"), str(bt.get("backend")))
+        if bt.get("demo"):
+            text += " with a tiny random-initialised NLLB (it exercises the code; its texts are word salad)"
+        voice = {"yourtts": f"spoken by YourTTS (d-vector: the target speaker's {tts.get('speaker_embedding', 'same_label')} "
+                            "utterances)",
+                 "espeak": "spoken by espeak-ng in the target speaker's voice with the label's prosody, not by "
+                           "YourTTS"}.get(tts.get("backend"), str(tts.get("backend")))
+        if tts.get("demo"):
+            voice += " with a tiny random-initialised YourTTS (noise, not speech)"
+        note = (f"ACL rows ({', '.join(rows)}): each training utterance is paired, per epoch, with one copy of corpus "
+                f"{a}, {text}, {voice}; one copy per other session, voiced by a speaker of that session, and fold k "
+                "uses only copies voiced by none of its test speakers.")
+        if tts.get("backend") == "espeak" and (corpora.get(src) or {}).get("synth"):
+            note += (f" The source corpus {src} is itself spoken by espeak-ng, so its espeak copies are in-distribution: "
+                     "ACL is easier here than with YourTTS on real speech.")
+        notes.append(note)
+    return {**spec, "notes": notes}

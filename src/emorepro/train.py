@@ -360,6 +360,22 @@ def load_parent_state(parent_model: str, net, encoders: dict[str, Any], *, fold:
             "not_loaded": sorted(set(own) - set(want))[:50], "n_not_loaded": len(set(own) - set(want))}
 
 
+def _wav_source(manifest, audio_manifests: Sequence[str]):
+    """``ctx.audio``: the corpus's wavs, and those of ``audio_manifests`` (utterances outside every split)."""
+    import pandas as pd
+
+    from .audio import WavSource
+
+    frames = [manifest[["utt_id", "wav"]]]
+    for m in audio_manifests:
+        more = pd.read_csv(m, keep_default_na=False, usecols=["utt_id", "wav"])
+        clash = sorted(set(more["utt_id"]) & set(frames[0]["utt_id"]))
+        if clash:
+            raise InputError(f"{m}: utterance ids {clash[:3]} are also in the corpus manifest")
+        frames.append(more)
+    return WavSource(pd.concat(frames, ignore_index=True))
+
+
 def _save_embeddings(path: Path, outs: dict[str, dict[str, np.ndarray]], splits: dict[str, list[str]]) -> None:
     arrays = {}
     for split, out in outs.items():
@@ -378,7 +394,7 @@ def run_training(*, manifest_csv: str, folds_csv: str, caches: dict[str, str], f
                  classes: Sequence[str], model: str, model_params: dict, train: dict, out_dir: str,
                  device: str | None = None, parent_model: str | None = None,
                  extra_inputs: dict[str, str] | None = None, threads: int = 1,
-                 outputs: dict[str, str] | None = None) -> dict:
+                 outputs: dict[str, str] | None = None, audio_manifests: Sequence[str] = ()) -> dict:
     """Train and predict one fold; returns a summary dict (selected epoch/step, seconds, sizes).
 
     ``caches`` maps a role the recipe expects (``"audio"``, ``"text"``) to a cache directory, or to a
@@ -387,12 +403,13 @@ def run_training(*, manifest_csv: str, folds_csv: str, caches: dict[str, str], f
     ``model.pt`` of the run that ``train.init_from`` names (same fold and seed).  ``outputs`` names the
     files to write (``predictions``, ``log_csv``, ``model``: a rule's declared outputs); by default
     they are ``predictions.csv``, ``train_log.csv`` and ``model.pt`` in ``out_dir``.  ``threads``:
-    torch's CPU threads (the job's share of the machine).
+    torch's CPU threads (the job's share of the machine).  ``audio_manifests``: more manifests whose
+    utterances ``ctx.audio`` reads (never in a split: e.g. MMER's augmented copies, named by
+    ``extra_inputs``); their ids must not collide with the corpus's.
     """
     import pandas as pd
     import torch
 
-    from .audio import WavSource
     from .features.union import open_cache
     from .models import get_model
 
@@ -442,7 +459,7 @@ def run_training(*, manifest_csv: str, folds_csv: str, caches: dict[str, str], f
     ctx = RunContext(manifest=manifest, splits=splits, classes=list(classes),
                      caches={k: open_cache(v) for k, v in caches.items()}, model_params=dict(model_params),
                      cfg=cfg, seed=seed, device=device, encoders=encoders,
-                     audio=WavSource(manifest) if "wav" in manifest.columns else None,
+                     audio=_wav_source(manifest, audio_manifests) if "wav" in manifest.columns else None,
                      fold=fold, run_dir=out, extra_inputs=dict(extra_inputs or {}))
     n_fold_train = len(splits["train"])
     chosen = spec.recipe.training_set(ctx)

@@ -59,6 +59,13 @@ MODELS: dict[str, ModelEntry] = {
     "ispas_mm": ModelEntry("ispas_mm", "IspasMM", "IspasConfig", "IspasRecipe", ("audio", "text"), data="IspasData"),
     # Lee et al. (2023): FE (fine-tuned HuBERT, or a head on cached frames) + EC + DC behind a gradient scale.
     "lee_dann": ModelEntry("lee_dann", "LeeDANN", "LeeConfig", "LeeRecipe", ("audio",), data="LeeData", loss="LeeLoss"),
+    # MMER (Ghosh et al.): one network for Table 1's rows; the unimodal baselines read one input role.
+    "mmer": ModelEntry("mmer", "MMERNet", "MMERConfig", "MMERRecipe", ("audio", "text"), data="MMERData",
+                       loss="MMERLoss"),
+    "mmer_audio": ModelEntry("mmer", "MMERNet", "MMERConfig", "MMERAudioRecipe", ("audio",), data="MMERData",
+                             loss="MMERLoss"),
+    "mmer_text": ModelEntry("mmer", "MMERNet", "MMERConfig", "MMERTextRecipe", ("text",), data="MMERData",
+                            loss="MMERLoss"),
 }
 
 
