@@ -159,6 +159,8 @@ def train_inputs(wc):
     if e["train"].get("init_from"):  # a run starts from its parent's run of the same fold and seed
         paper, _, variant = e["train"]["init_from"].partition("/")
         inputs["parent_model"] = f"{run_dir(paper, variant, wc.fold, wc.seed)}/model.pt"
+    if e.get("pseudo_labels"):  # extra_<name>: a file the recipe reads as ctx.extra_inputs[<name>]
+        inputs["extra_pseudo_labels"] = pseudo_labels_path(e["pseudo_labels"], wc.fold, wc.seed)
     return inputs
 
 
@@ -298,6 +300,39 @@ def init_from_parents():
     }
 
 
+def pseudo_labels_path(ref, fold, seed):
+    """The frame labels of pseudo-label set ref["name"] at layer ref["layer"] for one fold and seed."""
+    return f"{RESULTS}/pseudo_labels/{ref['name']}/fold{fold}/seed{seed}/layer{ref['layer']}.npz"
+
+
+def pseudo_label_inputs(wc):
+    """The source run's model.pt (same fold and seed), and the manifest and fold file it trained on."""
+    paper, _, variant = config["pseudo_labels"][wc.name]["source"].partition("/")
+    e = experiment(paper, variant)
+    return {
+        "model": f"{run_dir(paper, variant, wc.fold, wc.seed)}/model.pt",
+        "manifest": f"{RESULTS}/{e['corpus']}/manifest.csv",
+        "folds": f"{RESULTS}/{e['corpus']}/folds/{e['protocol']}.csv",
+    }
+
+
+def _pseudo_label_resource(key, default):
+    def get(wc):
+        v = (config["pseudo_labels"][wc.name].get("resources") or {}).get(key)
+        return default if v is None else v
+
+    return get
+
+
+PSEUDO_LABEL_SETS = _names_regex(config.get("pseudo_labels") or {})
+
+
+def keeps_model(paper, variant):
+    """Runs another step starts from (init_from) or clusters (a pseudo-label set's source) keep their weights."""
+    sources = {s["source"] for s in (config.get("pseudo_labels") or {}).values()}
+    return f"{paper}/{variant}" in init_from_parents() | sources
+
+
 def train_params(wc):
     """The experiment's `train`, completed where the workflow knows more than the experiment:
     the checkpoint of each fine-tuned role (from encoders.<inputs.role>), and keep_model for parents."""
@@ -311,7 +346,7 @@ def train_params(wc):
         }
         for role, opts in (t.get("finetune") or {}).items()
     }
-    if f"{wc.paper}/{wc.variant}" in init_from_parents():
+    if keeps_model(wc.paper, wc.variant):
         t["keep_model"] = True
     return t
 

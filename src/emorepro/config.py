@@ -37,7 +37,9 @@ def is_union(config: Config, corpus: str) -> bool:
 
 
 def row_experiments(row: Mapping[str, Any]) -> list[str]:
-    """A table row's experiments: one "<paper>/<variant>", or a list averaged per fold and seed."""
+    """A table row's experiments: one "<paper>/<variant>", or a list averaged per fold and seed (none if cited)."""
+    if row.get("cited"):
+        return []
     x = row["experiment"]
     return [x] if isinstance(x, str) else list(x)
 
@@ -64,7 +66,8 @@ def _experiments(config: Config) -> Iterator[tuple[str, Mapping[str, Any]]]:
 def check_names(config: Config) -> Problems:
     """Names that become path wildcards must match the workflow's wildcard constraints."""
     groups = {"corpora": config.get("corpora"), "protocols": config.get("protocols"),
-              "encoders": config.get("encoders"), "experiments": config.get("experiments")}
+              "encoders": config.get("encoders"), "experiments": config.get("experiments"),
+              "pseudo_labels": config.get("pseudo_labels")}
     for group, entries in groups.items():
         for name in entries or {}:
             if not NAME.fullmatch(name):
@@ -194,6 +197,40 @@ def check_training_chain(config: Config) -> Problems:
             yield f"{key}.train.init_from", f"{parent!r} has no run for seed(s) {missing}"
 
 
+def check_pseudo_labels(config: Config) -> Problems:
+    """A pseudo-label set clusters the encoder of an experiment that fine-tunes its `role`; an experiment reading
+    a set's labels names one of its layers and runs on the source's corpus and folds, with a source run per seed."""
+    sets = config.get("pseudo_labels") or {}
+    for name, s in sets.items():
+        src = _experiment(config, s["source"])
+        if src is None:
+            yield f"pseudo_labels.{name}.source", f"{s['source']!r} is not an experiment"
+        elif s.get("role", "audio") not in ((src.get("train") or {}).get("finetune") or {}):
+            yield (f"pseudo_labels.{name}.role", f"{s['source']!r} does not train a {s.get('role', 'audio')!r} "
+                   "encoder (train.finetune): there is no run encoder to cluster")
+        if len(set(s["layers"])) != len(s["layers"]) or len(set(s["ks"])) != len(s["ks"]):
+            yield f"pseudo_labels.{name}", "layers and ks must not repeat a value"
+    for key, e in _experiments(config):
+        ref = e.get("pseudo_labels")
+        if not ref:
+            continue
+        s = sets.get(ref["name"])
+        if s is None:
+            yield f"{key}.pseudo_labels.name", f"{ref['name']!r} is not a key of pseudo_labels"
+            continue
+        if ref["layer"] not in s["layers"]:
+            yield f"{key}.pseudo_labels.layer", f"{ref['layer']} is not one of pseudo_labels.{ref['name']}.layers {s['layers']}"
+        src = _experiment(config, s["source"])
+        if src is None:
+            continue
+        if (src["corpus"], src["protocol"]) != (e["corpus"], e["protocol"]):
+            yield (f"{key}.pseudo_labels", f"the labels come from runs on {src['corpus']}/{src['protocol']}, this "
+                   f"experiment runs on {e['corpus']}/{e['protocol']}")
+        missing = sorted(set(e["seeds"]) - set(src["seeds"]))
+        if missing:
+            yield f"{key}.pseudo_labels", f"{s['source']!r} (the labels' source) has no run for seed(s) {missing}"
+
+
 def check_fusion(config: Config) -> Problems:
     """A fusion set's experiments exist and share corpus and protocol (their runs are trials of the same folds)."""
     for name, f in (config.get("fusion") or {}).items():
@@ -216,7 +253,11 @@ def check_tables(config: Config) -> Problems:
         rows = {r["name"] for r in spec.get("rows", [])}
         for i, row in enumerate(spec.get("rows", [])):
             key = f"tables.{t}.rows[{row['name']!r}]"
-            for x in row_experiments(row):
+            if row.get("cited") and row.get("experiment"):
+                yield f"{key}.experiment", "a cited row (not reproduced) names no experiment"
+            if not row.get("cited") and not row.get("experiment"):
+                yield f"{key}.experiment", "required (a row that is not cited aggregates an experiment's runs)"
+            for x in row_experiments(row) if row.get("experiment") else []:
                 if _experiment(config, x) is None:
                     yield f"{key}.experiment", f"{x!r} is not an experiment"
             for c in sorted(set(row.get("columns") or []) - columns):
@@ -281,7 +322,7 @@ def check_schema(config: Config, schema_yaml: str) -> None:
 
 CHECKS: tuple[Callable[[Config], Problems], ...] = (
     check_names, check_corpora, check_augmented_corpora, check_encoders, check_experiments, check_training_chain,
-    check_fusion, check_tables, check_corpus_tables, check_papers)
+    check_pseudo_labels, check_fusion, check_tables, check_corpus_tables, check_papers)
 
 
 def check_config(config: Config, workdir: str | None = None) -> None:

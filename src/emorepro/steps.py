@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -269,12 +270,15 @@ def repair_features(cache_dir: str, *, device: str | None = None) -> dict:
 
 def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, Any], outputs: Mapping[str, str], fold: int,
           seed: int, classes: Sequence[str], model: str, model_params: Mapping, train_params: Mapping,
-          run_id: Mapping, threads: int = 1, parent_model: str | None = None) -> None:
+          run_id: Mapping, threads: int = 1, parent_model: str | None = None,
+          extra_inputs: Mapping[str, str] | None = None) -> None:
     """Train one fold and seed; ``caches`` maps a role (audio, text) to a cache's manifest.json
     (or to a list of them: a union corpus reads its members' caches).  Roles under
     ``train_params["finetune"]`` are read from their checkpoint directories instead; ``parent_model``
-    is the ``model.pt`` of the run ``train.init_from`` starts from.  ``outputs``: the rule's declared
-    ``predictions``, ``log_csv``, ``model`` and ``provenance`` (the run directory's sidecar).
+    is the ``model.pt`` of the run ``train.init_from`` starts from.  ``extra_inputs``: named files the
+    recipe reads through ``ctx.extra_inputs`` (GMP-ATL's frame labels: ``pseudo_labels``), each checked
+    against its sidecar and recorded.  ``outputs``: the rule's declared ``predictions``, ``log_csv``,
+    ``model`` and ``provenance`` (the run directory's sidecar).
 
     Before training: the manifest, the fold file and every cache (shards included) are checked
     against their sidecars, and the fold file's soundness (no leak, every utterance tested once)
@@ -296,6 +300,9 @@ def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, Any], outpu
     for m in caches.values():
         for one in ([m] if isinstance(m, (str, os.PathLike)) else m):
             check_feature_cache(one)
+    extra_inputs = dict(extra_inputs or {})
+    for p in extra_inputs.values():
+        check_against_sidecar(p)
     manifest = pd.read_csv(manifest_csv, keep_default_na=False)
     folds = pd.read_csv(folds_csv)
     check_folds(folds, manifest[manifest["label"] != ""], where=folds_csv)
@@ -304,10 +311,10 @@ def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, Any], outpu
                                           else [str(Path(x).parent) for x in m]) for role, m in caches.items()},
                            fold=fold, seed=seed, classes=classes, model=model, model_params=dict(model_params),
                            train=dict(train_params), out_dir=str(out), threads=threads, outputs=files,
-                           parent_model=parent_model)
+                           parent_model=parent_model, extra_inputs=extra_inputs)
     summary["n_folds"] = int(folds["fold"].nunique())   # the table checks it averages every fold of the file
     inputs: dict[str, Any] = {"manifest": manifest_csv, "folds": folds_csv,
-                              **{f"feature_cache_{role}": m for role, m in caches.items()}}
+                              **{f"feature_cache_{role}": m for role, m in caches.items()}, **extra_inputs}
     for role, opts in (train_params.get("finetune") or {}).items():
         if opts.get("checkpoint") and Path(opts["checkpoint"]).is_dir():
             inputs[f"checkpoint_{role}"] = opts["checkpoint"]
@@ -322,6 +329,79 @@ def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, Any], outpu
                      params={**dict(run_id), "fold": fold, "classes": list(classes), "model": model,
                              "model_params": dict(model_params), "train": dict(train_params), "threads": threads},
                      inputs=inputs, outputs=written, started=started, extra={"summary": summary})
+
+
+def pseudo_labels(source_model: str, manifest_csv: str, folds_csv: str, out_npz: str, *, name: str, fold: int,
+                  seed: int, layer: int, role: str, ks: Sequence[int], kmeans: Mapping[str, Any] | None = None,
+                  kmeans_seed: int = 0, batch_size: int = 8, threads: int = 1, device: str | None = None) -> dict:
+    """GMP-ATL's frame labels of one fold x seed x layer (:mod:`emorepro.pseudo_labels`).
+
+    ``source_model``: the ``model.pt`` of the source run (stage 1) of this fold and seed; its encoder
+    (kept as ``encoder_<role>/``, or the checkpoint it stayed frozen at) gives the frame features of
+    ``hidden_states[layer]`` of the fold's **training** utterances, clustered once per K in ``ks``.
+    Writes ``out_npz`` (:mod:`emorepro.frame_labels`) and its sidecar: the source model and the
+    encoder files, the manifest and the fold file as inputs; per K the fit's summary.  Returns the
+    sidecar's ``kmeans`` list."""
+    import pandas as pd
+    import torch
+
+    from .audio import WavSource
+    from .folds import check_folds
+    from .frame_labels import write_frame_labels
+    from .pseudo_labels import encode_frames, fit_kmeans, kmeans_options, options_record, source_encoder
+    from .pseudo_labels import kmeans_seed as derive_seed
+
+    started = now()
+    key = f"pseudo_labels.{name}"
+    opts = kmeans_options(kmeans)
+    if len(set(ks)) != len(ks) or any(int(k) < 2 for k in ks):
+        raise InputError(f"config: {key}.ks: distinct cluster counts >= 2, got {list(ks)}")
+    check_against_sidecar(manifest_csv)
+    check_against_sidecar(folds_csv)
+    run_rec = check_against_sidecar(source_model)          # the source run's provenance.json
+    src = source_encoder(source_model, role, fold=fold, seed=seed)
+    resolved = ((run_rec.get("summary") or {}).get("encoders") or {}).get(role) or {}
+    manifest = pd.read_csv(manifest_csv, keep_default_na=False)
+    folds = pd.read_csv(folds_csv)
+    check_folds(folds, manifest[manifest["label"] != ""], where=folds_csv)
+    f = folds[folds["fold"] == fold]
+    if f.empty:
+        raise InputError(f"{folds_csv}: no rows for fold {fold}")
+    m = manifest.set_index("utt_id", drop=False)
+    train_ids = f.loc[f["split"] == "train", "utt_id"].tolist()          # never the val or test split
+    utts = sorted(train_ids, key=lambda u: (-float(m.at[u, "duration"]), u))
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(max(1, threads))
+    t0 = time.time()
+    X, lengths, hop, n_hidden = encode_frames(src["checkpoint"], WavSource(m), utts, layer=layer,
+                                              options={"do_normalize": resolved.get("do_normalize")}, device=device,
+                                              batch_size=batch_size, seed=seed)
+    t_encode = time.time() - t0
+    log.info("fold %d seed %d layer %d: %d training utterances, %d frames x %d, encoded in %.1f s", fold, seed, layer,
+             len(utts), len(X), X.shape[1], t_encode)
+    labels, infos = {}, []
+    for k in ks:
+        labels[int(k)], info = fit_kmeans(X, int(k), random_state=derive_seed(kmeans_seed, seed, fold, layer, int(k)),
+                                          opts=opts, threads=threads, key=key)
+        infos.append(info)
+    write_frame_labels(out_npz, utts, lengths, labels, fold=fold, seed=seed, layer=layer, hop_samples=hop,
+                       source_state_sha256=src["state_sha256"])
+    inputs: dict[str, Any] = {"source_model": [source_model, *src["files"]], "manifest": manifest_csv,
+                              "folds": folds_csv}
+    if not src["kept"] and Path(src["checkpoint"]).is_dir():   # a frozen source: the checkpoint itself
+        inputs["checkpoint"] = src["checkpoint"]
+    write_provenance(out_npz, rule="pseudo_labels", seed=seed,
+                     params={"name": name, "fold": fold, "layer": layer, "role": role, "ks": [int(k) for k in ks],
+                             "kmeans": options_record(opts), "kmeans_seed": kmeans_seed, "batch_size": batch_size,
+                             "threads": threads},
+                     inputs=inputs, outputs=[out_npz], started=started,
+                     extra={"kmeans": infos, "split": "train",
+                            "source": {"checkpoint": src["checkpoint"], "kept": src["kept"],
+                                       "state_sha256": src["state_sha256"], "do_normalize": resolved.get("do_normalize"),
+                                       "n_hidden_states": n_hidden},
+                            "frames": {"n_utterances": len(utts), "n_frames": int(len(X)), "dim": int(X.shape[1]),
+                                       "hop_samples": hop, "encode_seconds": round(t_encode, 3), "device": device}})
+    return infos
 
 
 def score(pred_csv: str, out_json: str, *, classes: Sequence[str], fold: int, seed: int,
@@ -407,8 +487,10 @@ def confusion(metrics_files: Sequence[str], *, classes: Sequence[str], title: st
 
 
 def demo_checkpoint(done_json: str, *, family: str, seed: int = 0, size: str = "tiny",
-                    texts_from: str | None = None, manifest_csv: str | None = None) -> None:
-    """Write a tiny random-initialised checkpoint directory (the demo's stand-in for a real one)."""
+                    texts_from: str | None = None, manifest_csv: str | None = None,
+                    config: Mapping[str, Any] | None = None) -> None:
+    """Write a tiny random-initialised checkpoint directory (the demo's stand-in for a real one);
+    ``config``: config.json fields over the size's defaults (e.g. ``num_hidden_layers: 8``)."""
     import pandas as pd
 
     from .encoders.demo import make_demo_checkpoint
@@ -419,10 +501,10 @@ def demo_checkpoint(done_json: str, *, family: str, seed: int = 0, size: str = "
     if manifest_csv:
         check_against_sidecar(manifest_csv)
         texts = [t for t in pd.read_csv(manifest_csv, keep_default_na=False)["transcript"] if t]
-    make_demo_checkpoint(family, str(out_dir), seed, texts=texts, size=size)
+    make_demo_checkpoint(family, str(out_dir), seed, texts=texts, size=size, config_overrides=dict(config or {}))
     files = sorted(p for p in out_dir.iterdir() if p.is_file() and not p.name.endswith(".prov.json"))
     write_provenance(done_json, rule="demo_checkpoint", seed=seed,
-                     params={"family": family, "size": size, "texts_from": texts_from},
+                     params={"family": family, "size": size, "texts_from": texts_from, "config": dict(config or {})},
                      inputs={"transcripts": [manifest_csv]} if manifest_csv else None, outputs=files,
                      started=started)
 

@@ -39,6 +39,14 @@ ORACLE_NOTE = (f"{ORACLE_MARK} Test-set oracle: each run of this row kept the ch
                "test labels it is then scored on (the paper's protocol, or its code's), so the cell overstates a "
                "held-out result; a row without the mark selects without looking at test labels.")
 
+#: rows cited from the literature (config ``rows[].cited``): no runs, only the paper's values (the smallest version
+#: of the feature; the MMER branch adds the same key with label columns)
+CITED_MARK = "\u00a7"                                       # section sign, after the row name
+CITED_MARK_TEX = r"\S"
+CITED_TEXT = "not reproduced"                                # what the "ours" cells of a cited row say
+CITED_NOTE = (f"{CITED_MARK} Cited, not reproduced: the paper's value as it prints it (from the cited work, under "
+              "that work's own protocol); nothing of it was run here.")
+
 AGGREGATIONS = {
     "fold_mean_seed_mean_std": "mean over folds per seed, then mean +/- sample std (ddof=1) over seeds",
 }
@@ -136,6 +144,8 @@ def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *
     tidy = []
     for r in spec["rows"]:
         refs = runs.get(r["name"], [])
+        if r.get("cited") and refs:
+            raise InputError(f"table {spec['name']}: row {r['name']!r} is cited (not reproduced) but has runs")
         loaded = []
         for ref in refs:
             if not os.path.exists(ref.metrics):
@@ -305,12 +315,19 @@ def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str)
             wide_md[key][(str(t["column"]), "p")] = f"{t['p_value']:.3f} (vs {t['compare_to']})"
     rows = [str(r) for r in df["row"].cat.categories]
     oracle_rows = set(df.loc[df["oracle"], "row"].astype(str)) if "oracle" in df.columns else set()
+    cited_rows = {r["name"] for r in spec["rows"] if r.get("cited")}
+    for r in cited_rows:
+        for w in (wide_tex, wide_md):
+            for cell in [c for c in w.get(r, {}) if c[1] == "ours"]:
+                w[r][cell] = CITED_TEXT
     tex = _ordered(pd.DataFrame.from_dict(wide_tex, orient="index").reindex(rows).fillna(""), df)
     tex.columns = pd.MultiIndex.from_tuples(tex.columns, names=["", ""])
-    tex.index = [_latex_escape(r) + (ORACLE_MARK_TEX if r in oracle_rows else "") for r in tex.index]
+    tex.index = [_latex_escape(r) + (ORACLE_MARK_TEX if r in oracle_rows else "")
+                 + (CITED_MARK_TEX if r in cited_rows else "") for r in tex.index]
     tex.columns = pd.MultiIndex.from_tuples([(_latex_escape(a), b) for a, b in tex.columns])
     caption = (_latex_escape(spec.get("title", spec["name"])) + ". "
-               + _latex_escape(caption_rule(spec, oracle=bool(oracle_rows))).replace(ORACLE_MARK, ORACLE_MARK_TEX))
+               + _latex_escape(caption_rule(spec, oracle=bool(oracle_rows))).replace(ORACLE_MARK, ORACLE_MARK_TEX)
+               .replace(CITED_MARK, CITED_MARK_TEX + "{}"))
     latex = tex.style.to_latex(hrules=True, column_format="l" + "r" * tex.shape[1], multicol_align="c",
                                caption=caption, label=f"tab:{spec['name']}", position="htbp")
     write_text(out_tex, latex)
@@ -318,7 +335,8 @@ def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str)
     write_csv(out_csv, csv, float_format="%.6g")
     md = _ordered(pd.DataFrame.from_dict(wide_md, orient="index").reindex(rows).fillna(""), df)
     md.columns = [f"{a} ({b})" for a, b in md.columns]
-    md.index = [r + (f" {ORACLE_MARK}" if r in oracle_rows else "") for r in md.index]
+    md.index = [r + (f" {ORACLE_MARK}" if r in oracle_rows else "") + (f" {CITED_MARK}" if r in cited_rows else "")
+                for r in md.index]
     write_text(out_md, f"**{spec.get('title', spec['name'])}**\n\n{md.to_markdown()}\n\n"
                        f"_{caption_rule(spec, oracle=bool(oracle_rows))}_\n")
     return {str(t["row"]) + " | " + str(t["column"]): {
@@ -342,6 +360,8 @@ def caption_rule(spec: Mapping[str, Any], oracle: bool = False) -> str:
     parts = [f"Ours: {agg}.", "Paper: as reported; diff = ours - paper; dagger marks ours outside the paper's +/- band."]
     if oracle:
         parts.append(ORACLE_NOTE)
+    if any(r.get("cited") for r in spec.get("rows", [])):
+        parts.append(CITED_NOTE)
     if (spec.get("stats") or {}).get("columns"):
         st = spec["stats"]
         parts.append(f"95% CI: percentile bootstrap over utterances resampled within folds ({st.get('bootstrap', 1000)} "

@@ -4,7 +4,8 @@ One call = one Snakemake job = one GPU job on a cluster.  The run directory rece
 
 * ``predictions.csv``: one row per val/test utterance: ``utt_id, fold, split, label, pred,
   logit_0..logit_{C-1}`` (plus recipe-specific columns, e.g. ``valence_pred``): the format
-  the scorer and the fusion search read;
+  the scorer and the fusion search read (a model whose forward returns no ``logits``, such as a
+  masked-prediction stage, writes the rows without ``pred``/``logit_*``: nothing can score it);
 * ``train_log.csv``: one row per evaluation point (every epoch, or every ``eval_every``
   optimiser steps): epoch, step, training loss, validation (and, for an oracle selection,
   test) scores, and ``selected`` (1 on the row whose weights were kept);
@@ -269,6 +270,7 @@ def save_run_model(path: Path, net, state: dict, *, model: str, model_params: di
     """Write ``model.pt`` (and, when kept, ``encoder_<role>/`` next to it); returns its record without weights."""
     import torch
 
+    path = Path(path)   # the rule's declared output arrives as a string
     prefixes = encoder_prefixes(net, encoders)
     record: dict[str, Any] = {
         "format": MODEL_FORMAT, "model": model, "model_params": dict(model_params), "fold": fold, "seed": seed,
@@ -467,11 +469,12 @@ def run_training(*, manifest_csv: str, folds_csv: str, caches: dict[str, str], f
             emb_outs[split] = outs
         if split == "train":
             continue
-        logits = outs["logits"]
-        df = pd.DataFrame({"utt_id": ctx.splits[split], "fold": fold, "split": split, "label": ctx.labels(split),
-                           "pred": logits.argmax(1)})
-        for c in range(logits.shape[1]):
-            df[f"logit_{c}"] = logits[:, c]
+        df = pd.DataFrame({"utt_id": ctx.splits[split], "fold": fold, "split": split, "label": ctx.labels(split)})
+        logits = outs.get("logits")   # None: a stage that makes no utterance-level prediction (GMP-ATL's retraining)
+        if logits is not None:
+            df["pred"] = logits.argmax(1)
+            for c in range(logits.shape[1]):
+                df[f"logit_{c}"] = logits[:, c]
         for k, v in recipe.extra_columns(split, outs).items():
             if np.ndim(v) == 1:
                 df[k] = v

@@ -8,6 +8,7 @@ train(manifest_csv=snakemake.input.manifest, folds_csv=snakemake.input.folds,
       fold=int(w.fold), seed=int(w.seed), classes=snakemake.params.classes, model=e["model"],
       model_params=e["model_params"], train_params=t, threads=snakemake.threads,
       parent_model=snakemake.input.get("parent_model"),
+      extra_inputs={k[len("extra_"):]: v for k, v in snakemake.input.items() if k.startswith("extra_")},
       run_id={"paper": w.paper, "variant": w.variant, "protocol": w.protocol, "corpus": e["corpus"],
               "inputs": e["inputs"]})
 job_done()

@@ -57,6 +57,10 @@ MODELS: dict[str, ModelEntry] = {
     "zhang_bilstm_att_mtl": ModelEntry("zhang_mtl", "ZhangBiLSTM", "ZhangConfig", "ZhangStyleRecipe", ("audio",),
                                        data="ZhangStyleData", loss="StyleLoss"),
     "ispas_mm": ModelEntry("ispas_mm", "IspasMM", "IspasConfig", "IspasRecipe", ("audio", "text"), data="IspasData"),
+    # Pan et al. (GMP-ATL): stages 1 and 3 (head ams|ce, gender head in stage 1), and stage 2's masked prediction.
+    "gmp_atl": ModelEntry("gmp_atl", "GmpHeads", "GmpConfig", "GmpRecipe", ("audio",), loss="GmpLoss"),
+    "gmp_atl_retrain": ModelEntry("gmp_atl", "GmpRetrainNet", "GmpRetrainConfig", "GmpRetrainRecipe", ("audio",),
+                                  data="GmpRetrainData", loss="GmpRetrainLoss"),
 }
 
 
