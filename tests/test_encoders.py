@@ -64,7 +64,7 @@ def test_importing_encoders_and_cache_does_not_import_transformers_or_fairseq2()
 
 
 def test_registry_is_explicit_and_checks_family():
-    assert set(BACKENDS) == {"kaldi_fbank", "transformers", "fairseq2"}
+    assert set(BACKENDS) == {"kaldi_fbank", "python_speech_features", "transformers", "fairseq2"}
     with pytest.raises(ValueError, match="unknown backend"):
         load_encoder(EncoderSpec("x", "hubert", "onnx", checkpoint="/nope"))
     with pytest.raises(ValueError, match="does not support family 'hubert'"):

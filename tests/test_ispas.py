@@ -218,6 +218,14 @@ def test_multitask_loss_is_the_weighted_sum():
     ref = 0.33 * ce + 0.33 * I.ccc_loss(out["valence"], y["valence"]) + 0.33 * I.ccc_loss(out["arousal"], y["arousal"])
     torch.testing.assert_close(total, ref)
     assert set(terms) == {"ce", "ccc_valence", "ccc_arousal"}
+    # ce_reduction="sum": Eq. 1 as printed, the per-sample CE summed over the batch (by hand: -log softmax).
+    net.cfg.ce_reduction = "sum"
+    total_sum, terms_sum = I.ispas_loss(out, y, net.cfg)
+    by_hand = -torch.log_softmax(out["logits"], dim=1)[torch.arange(len(y["label"])), y["label"]].sum()
+    torch.testing.assert_close(terms_sum["ce"], by_hand)
+    torch.testing.assert_close(total_sum - total, 0.33 * (by_hand - ce))
+    with pytest.raises(ValueError, match="ce_reduction"):
+        I.IspasConfig(ce_reduction="batchmean")
 
 
 @pytest.mark.parametrize("task", ["disc", "con"])

@@ -6,6 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -102,17 +103,32 @@ def test_zhang_tables_3_to_5_from_the_two_demo_corpora(demo_run):
                                f"Combined: ACT + {spon} (half)", f"MTL: ACT + {spon}", f"MTL: ACT + {spon} (half)",
                                f"Selective MTL: ACT + {spon}", f"Selective MTL: ACT + {spon} (half)"]
     assert list(ua3["n_runs"]) == [10, 5, 5, 5, 5, 5, 5] and ua3["ours_mean"].notna().all()
-    # Table 3 = the mean over the two corpora of Table 4 (IEMOCAP) and Table 5 (SPON), row by row.
-    pairs = {f"Baseline: ACT + {spon} (separate)": ("Baseline (ACT)", f"Baseline ({spon})")}
-    pairs.update({f"{m}: ACT + {spon}": (f"{m} (ACT+{spon})",) * 2 for m in ("Combined", "MTL", "Selective MTL")})
-    for row, (r4, r5) in pairs.items():
-        # The CSVs keep 6 significant digits, so compare at that precision.
-        assert ua3.loc[row, "ours_mean"] == pytest.approx((ua4.loc[r4, "ours_mean"] + ua5.loc[r5, "ours_mean"]) / 2,
-                                                          abs=2e-4)
+    # Table 3 pools both corpora's test utterances per fold and seed (combine: pooled), recomputed here from
+    # the confusion matrices of the runs each cell names.  (The CSVs keep 6 significant digits.)
+    side = json.loads((wd / "results/tables/zhang2022_table3.tex.prov.json").read_text())
+    assert "(pooled)" in side["aggregation_rule"]
+    for row in ua3.index:
+        pooled = {}
+        for r in side["cells"][f"{row} | UA"]["runs"]:
+            m = json.loads((wd / r["metrics"]).read_text())
+            cm = np.asarray(m["confusion"], dtype=float)
+            pooled[(r["seed"], r["fold"])] = pooled.get((r["seed"], r["fold"]), 0) + cm
+        seeds = sorted({s for s, _ in pooled})
+        want = np.mean([np.mean([np.mean(np.diag(cm) / cm.sum(1)) for (s, _), cm in pooled.items() if s == seed])
+                        for seed in seeds]) * 100
+        assert ua3.loc[row, "ours_mean"] == pytest.approx(want, abs=2e-4), row
+    assert "(pooled)" in (wd / "results/tables/zhang2022_table3.tex").read_text()
     assert ua5.loc[f"MTL (ACT+{spon})", "metric"] == "by_corpus.spon.uar"
     style = t3[t3["column"] == "Style acc."].set_index("row")["ours_mean"]
-    # The style task is easy (the paper: >= 99.95 %); the e2e config trains only 2 epochs, so ask for well above chance.
-    assert style.iloc[:3].isna().all() and (style.iloc[3:] > 60).all()
+    n_test = {c: sum(json.loads(p.read_text())["by_corpus"][c]["n"]
+                     for p in (wd / "results/runs/zhang2022/mtl/member_folds").glob("fold*/seed1/metrics.json"))
+              for c in ("iemocap", "spon")}
+    # The style task is easy (the paper: >= 99.95 %); the e2e config trains only 4 epochs (8 on half the data), so
+    # ask for more than the majority style of the pooled test utterances (what a constant head scores); well
+    # more for plain MTL, whose style head also learns from the neutral utterances that selective MTL leaves out.
+    majority = max(n_test[c] for c in n_test) / sum(n_test.values()) * 100
+    assert style.iloc[:3].isna().all() and (style.iloc[3:] > majority).all(), (style, majority)
+    assert (style[[f"MTL: ACT + {spon}", f"MTL: ACT + {spon} (half)"]] > majority + 10).all(), (style, majority)
     assert spon in (wd / "results/tables/zhang2022_table5.tex").read_text()
     for corpus in ("iemocap", "spon"):
         assert (wd / f"results/figures/confusion/zhang2022/selective_mtl/{corpus}.pdf").exists()
@@ -200,7 +216,7 @@ def test_trace_walks_a_cell_down_to_the_raw_wav_hashes(demo_run):
                         "--col", "UA", "--max-raw", "100000"], cwd=demo_run, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
-    for rule in ("score", "train", "extract_features", "folds", "ingest"):
+    for rule in ("score_zhang2022_baseline_act", "train", "extract_features", "folds", "ingest"):
         assert f"{rule} " in out
     wavs = [l for l in out.splitlines() if l.strip().startswith("<- raw:") and ".wav" in l]
     assert wavs and all(l.endswith("[ok]") for l in wavs)

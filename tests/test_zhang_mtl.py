@@ -370,6 +370,7 @@ def _metrics_file(path, **m):
 
 
 def test_table_rows_average_experiments_per_fold_and_read_a_metric_scope(tmp_path):
+    # The equal-weight reading of a row over several test sets (combine: equal_weight).
     from emorepro.io import InputError
     from emorepro.tables import RunRef, build_table, fill_corpus_names
 
@@ -383,8 +384,8 @@ def test_table_rows_average_experiments_per_fold_and_read_a_metric_scope(tmp_pat
             runs_union.append(RunRef(_metrics_file(tmp_path / f"u{seed}{fold}.json", uar=0.0,
                                                    corpus_mean={"uar": (a + b) / 2},
                                                    by_corpus={"spon": {"uar": b}}), fold, seed, "p/u"))
-    spec = fill_corpus_names({"name": "t", "title": "on {corpora.spon.name}", "scale": 100, "columns": [
-        {"name": "UA", "metric": "uar"}], "rows": [
+    spec = fill_corpus_names({"name": "t", "title": "on {corpora.spon.name}", "scale": 100, "combine": "equal_weight",
+                              "columns": [{"name": "UA", "metric": "uar"}], "rows": [
         {"name": "separate", "experiment": ["p/act", "p/spon"]},
         {"name": "union", "experiment": "p/u", "metric_scope": "corpus_mean"},
         {"name": "union on {corpora.spon.name}", "experiment": "p/u", "metric_scope": "by_corpus.spon"}]},
@@ -401,3 +402,104 @@ def test_table_rows_average_experiments_per_fold_and_read_a_metric_scope(tmp_pat
     # An experiment missing a (seed, fold) that the row's other experiment has: refused.
     with pytest.raises(InputError, match="same seeds and folds"):
         build_table(spec, {"separate": runs_sep[:-1], "union": runs_union, "union on our corpus": runs_union})
+
+
+def _scored_run(d, df, fold, seed, corpus=None):
+    """Write predictions.csv (+ its run sidecar) and score it as the score rule does; returns the RunRef args."""
+    from emorepro import steps
+    from emorepro.provenance import now, write_provenance
+
+    d.mkdir(parents=True)
+    df.to_csv(d / "predictions.csv", index=False)
+    write_provenance(d, rule="train", params={"fold": fold}, seed=seed, inputs=None,
+                     outputs=[d / "predictions.csv"], started=now())
+    steps.score(str(d / "predictions.csv"), str(d / "metrics.json"), classes=CLASSES, fold=fold, seed=seed,
+                corpus=corpus)
+    return str(d / "metrics.json")
+
+
+def test_pooled_rows_score_the_union_of_both_corpora_test_utterances(tmp_path):
+    """combine: pooled (the default): a cell over both corpora is the metric of their pooled test utterances,
+    whether the corpora come from one union run (metric_scope: corpora) or from one run per corpus."""
+    import json
+
+    from sklearn.metrics import accuracy_score, recall_score
+
+    from emorepro.tables import RunRef, build_table, caption_rule, render
+
+    rng = np.random.default_rng(3)
+    runs = {"separate": [], "union": []}
+    truth = {}
+    for seed in (1, 2):
+        for fold in (1, 2):
+            # Corpora of different sizes and class mixes (as ACT 5,531 vs SPON 6,597): pooling != equal weight.
+            frames = []
+            for corpus, n, probs, acc in (("iemocap", 40, [0.3, 0.3, 0.2, 0.2], 0.7), ("spon", 90, [0.3, 0.1, 0.5, 0.1], 0.5)):
+                y = rng.choice(4, size=n, p=probs)
+                p = np.where(rng.random(n) < acc, y, rng.integers(0, 4, n))
+                frames.append(pd.DataFrame({"utt_id": [f"{corpus}{i}" for i in range(n)], "fold": fold, "split": "test",
+                                            "label": y, "pred": p, "corpus": corpus,
+                                            "style": int(corpus == "spon"),
+                                            "style_pred": np.where(rng.random(n) < 0.9, int(corpus == "spon"),
+                                                                   int(corpus != "spon"))}))
+            both = pd.concat(frames, ignore_index=True)
+            truth[(seed, fold)] = both
+            runs["union"].append(RunRef(_scored_run(tmp_path / f"u/{fold}/{seed}", both, fold, seed), fold, seed, "p/u"))
+            for f in frames:
+                c = f["corpus"].iloc[0]
+                runs["separate"].append(RunRef(_scored_run(tmp_path / f"{c}/{fold}/{seed}",
+                                                           f.drop(columns=["corpus", "style", "style_pred"]), fold, seed,
+                                                           corpus=c), fold, seed, f"p/{c}"))
+    spec = {"name": "t3", "scale": 100, "combine": "pooled",
+            "columns": [{"name": "UA", "metric": "uar"}, {"name": "WA", "metric": "war"},
+                        {"name": "Anger", "metric": "recall.ang"}, {"name": "Style", "metric": "style_accuracy"}],
+            "rows": [{"name": "separate", "experiment": ["p/iemocap", "p/spon"], "columns": ["UA", "WA", "Anger"]},
+                     {"name": "union", "experiment": "p/u", "metric_scope": "corpora"}]}
+    df = build_table(spec, runs).set_index(["row", "column"])
+    want = {"UA": lambda d: recall_score(d["label"], d["pred"], average="macro"),
+            "WA": lambda d: accuracy_score(d["label"], d["pred"]),
+            "Anger": lambda d: recall_score(d["label"], d["pred"], labels=[2], average=None)[0],
+            "Style": lambda d: (d["style"] == d["style_pred"]).mean()}
+    for col, f in want.items():
+        expect = np.mean([np.mean([f(truth[(s, k)]) for k in (1, 2)]) for s in (1, 2)]) * 100
+        assert df.loc[("union", col), "ours_mean"] == pytest.approx(expect, rel=1e-9)
+        if col != "Style":
+            assert df.loc[("separate", col), "ours_mean"] == pytest.approx(expect, rel=1e-9)
+    # The pooled union row is the run's own whole-test-split metric (what metrics.json's top level holds).
+    from pathlib import Path
+
+    tops = [json.loads(Path(r.metrics).read_text())["uar"] for r in runs["union"]]
+    assert df.loc[("union", "UA"), "ours_mean"] == pytest.approx(100 * np.mean(tops), rel=1e-9)
+    assert df.loc[("union", "UA"), "metric"] == "by_corpus.*.uar"
+    # The equal-weight reading gives a different number on the same runs (corpora differ in size and mix).
+    eq = build_table({**spec, "combine": "equal_weight"}, runs).set_index(["row", "column"])
+    assert abs(eq.loc[("union", "UA"), "ours_mean"] - df.loc[("union", "UA"), "ours_mean"]) > 0.5
+    assert eq.loc[("union", "UA"), "ours_mean"] == pytest.approx(eq.loc[("separate", "UA"), "ours_mean"], rel=1e-9)
+    # The caption says which reading the table uses; each cell records the rule and the per-fold pooled value.
+    assert "(pooled)" in caption_rule(spec) and "(equal_weight)" in caption_rule({**spec, "combine": "equal_weight"})
+    cells = render(spec, build_table(spec, runs), str(tmp_path / "t.tex"), str(tmp_path / "t.csv"), str(tmp_path / "t.md"))
+    cell = cells["separate | UA"]
+    assert cell["combine"] == "pooled" and len(cell["runs"]) == 8
+    r0 = cell["runs"][0]
+    assert r0["fold_value"] == pytest.approx(100 * recall_score(truth[(r0["seed"], r0["fold"])]["label"],
+                                                                truth[(r0["seed"], r0["fold"])]["pred"], average="macro"))
+    assert cells["union | UA"]["combine"] == "pooled"
+    one = {**spec, "rows": [{"name": "spon", "experiment": "p/u", "metric_scope": "by_corpus.spon"}]}
+    assert "combine" not in render(one, build_table(one, runs), str(tmp_path / "u.tex"), str(tmp_path / "u.csv"),
+                                   str(tmp_path / "u.md"))["spon | UA"]
+    assert "Combined test sets" not in caption_rule(one)
+
+
+def test_pooling_refuses_a_metric_that_has_no_pooled_form(tmp_path):
+    from emorepro.io import InputError
+    from emorepro.tables import combine
+
+    a = {"ccc_valence": 0.5, "n": 10}
+    b = {"ccc_valence": 0.7, "n": 30}
+    assert combine([a, b], "ccc_valence", "equal_weight") == pytest.approx(0.6)
+    with pytest.raises(InputError, match="cannot be pooled"):
+        combine([a, b], "ccc_valence", "pooled", "x.json")
+    with pytest.raises(InputError, match="recall and support"):
+        combine([{"uar": 0.5}, {"uar": 0.6}], "uar", "pooled", "x.json")
+    with pytest.raises(InputError, match="unknown combine"):
+        combine([a, b], "war", "sum", "x.json")

@@ -66,9 +66,10 @@ def corpus_metrics(df, classes: Sequence[str], corpus: str | None = None) -> dic
     without that column, all to ``corpus``.  Returns ``by_corpus.<name>`` (the
     :func:`classification_metrics` of that corpus's rows, plus ``style_accuracy`` when the
     frame has ``style``/``style_pred``), ``corpus_mean`` (``uar``, ``war`` and per-class
-    ``recall`` averaged over corpora with equal weight: Zhang et al.'s Table 3 "averaged over
-    the two datasets"; also ``style_accuracy``) and, with a style head, ``style`` (``accuracy``,
-    ``n`` pooled over all rows).
+    ``recall`` averaged over corpora with equal weight: the ``equal_weight`` reading of Zhang et
+    al.'s Table 3, "averaged over the two datasets"; also ``style_accuracy``) and, with a style
+    head, ``style`` (``accuracy``, ``n`` pooled over all rows).  The pooled reading, which the
+    paper's numbers support, is the whole-split metrics (:func:`emorepro.tables.combine`).
     """
     if "corpus" in df.columns:
         groups = [(str(name), g) for name, g in df.groupby("corpus", sort=True)]

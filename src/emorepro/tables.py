@@ -10,12 +10,24 @@ Aggregation rules (``aggregate``):
 
 ``fold_mean_seed_mean_std``
     For each seed, average the per-fold metric over folds; report the mean and the sample
-    standard deviation (ddof=1) of those per-seed means.  (Ispas et al.: "mean ± std over
-    3 seeds of 10-fold means"; Zhang et al. and MMER average folds.)
+    standard deviation (ddof=1) of those per-seed means.  (Ispas et al. Table 2: "Every
+    experiment which implied multi-task learning was conducted on three different seeds and
+    it displays the mean and the standard deviation"; how folds are combined is not stated
+    there, nor in Zhang et al.)
 
-A row may list several experiments (Zhang et al.'s Table 3 "Baseline, ACT+SPON (separate)"
-averages a model trained on each corpus): their values are averaged per fold and seed
-before the rule above, and each experiment must have run every (fold, seed) of the others.
+Several test sets in one cell (``combine``, Zhang et al.'s Table 3).  A row may list several
+experiments ("Baseline, ACT+SPON (separate)": one model per corpus), or read a union
+corpus's runs with ``metric_scope: corpora`` (each member corpus's test utterances).  For
+each (fold, seed) those test sets are combined before the rule above:
+
+``pooled`` (default)
+    one test set: their utterances pooled.  Per-class recall is the support-weighted mean
+    of the parts' recalls (= recall on the summed confusion matrix), UA the mean of those
+    over the classes present, WA (and ``style_accuracy``) the size-weighted mean.
+``equal_weight``
+    each test set's value, averaged with equal weight (the ``corpus_mean`` of metrics.json).
+
+Each experiment of a row must have run every (fold, seed) of the others.
 """
 from __future__ import annotations
 
@@ -51,6 +63,16 @@ AGGREGATIONS = {
     "fold_mean_seed_mean_std": "mean over folds per seed, then mean +/- sample std (ddof=1) over seeds",
 }
 
+#: How a cell combines several test sets of one (fold, seed): a row's experiments, or a union
+#: corpus's members (``metric_scope: corpora``).  The text goes into the caption.
+COMBINE = {
+    "pooled": "a row over several test sets (one model per corpus, or both corpora of a union run) pools their "
+              "utterances per fold and seed: recall per class over the pooled utterances, UA the mean of those "
+              "recalls, WA the accuracy over all of them",
+    "equal_weight": "a row over several test sets (one model per corpus, or both corpora of a union run) averages "
+                    "their values per fold and seed with equal weight",
+}
+
 
 @dataclass(frozen=True)
 class RunRef:
@@ -77,11 +99,69 @@ def metric_value(metrics: Mapping[str, Any], path: str, where: str) -> float:
 def _aggregate(values: dict[int, dict[int, float]]) -> tuple[float, float, int]:
     import numpy as np
 
-    # values[seed][fold] is a list when the row averages several experiments: averaged first.
-    per_seed = [float(np.mean([np.mean(v) for _, v in sorted(folds.items())])) for _, folds in sorted(values.items())]
+    per_seed = [float(np.mean([v for _, v in sorted(folds.items())])) for _, folds in sorted(values.items())]
     mean = float(np.mean(per_seed))
     std = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else math.nan
     return mean, std, len(per_seed)
+
+
+def _scope_parts(metrics: Mapping[str, Any], scope: str | None, where: str) -> list[Mapping[str, Any]]:
+    """The test sets one run gives a row: each member corpus (``corpora``), or the sub-dict at ``scope``."""
+    if scope == "corpora":
+        by = metrics.get("by_corpus")
+        if not isinstance(by, Mapping) or not by:
+            raise InputError(f"{where}: metric_scope corpora needs per-corpus metrics (by_corpus), found none")
+        return [by[k] for k in sorted(by)]
+    cur: Any = metrics
+    for part in (scope.split(".") if scope else []):
+        if not isinstance(cur, Mapping) or part not in cur:
+            raise InputError(f"{where}: metric scope {scope!r} not found")
+        cur = cur[part]
+    return [cur]
+
+
+def combine(parts: Sequence[Mapping[str, Any]], metric: str, rule: str, where: str = "") -> float:
+    """One metric over several test sets (``parts``: metrics.json-shaped dicts), by ``rule`` (:data:`COMBINE`).
+
+    ``pooled`` needs, per part, ``recall`` and ``support`` (for ``uar``, ``recall.<class>``) or ``n`` (for
+    ``war``, ``style_accuracy``): recall of class c = sum(recall_c * support_c) / sum(support_c), which is the
+    recall on the summed confusion matrix; UA = mean of those over the classes with support; WA = sum(war * n)
+    / sum(n).  Written here rather than recomputed from predictions so that the same function scores the
+    paper's own per-corpus numbers (tests/test_tables.py recomputes its Table 3 from Tables 4-5).
+    """
+    import numpy as np
+
+    if len(parts) == 1:
+        return metric_value(parts[0], metric, where)
+    if rule == "equal_weight":
+        vals = [v for v in (metric_value(p, metric, where) for p in parts) if not math.isnan(v)]
+        return float(np.mean(vals)) if vals else math.nan
+    if rule != "pooled":
+        raise InputError(f"{where}: unknown combine rule {rule!r}; choose {sorted(COMBINE)}")
+    if metric == "uar" or metric.startswith("recall."):
+        classes = [metric.split(".", 1)[1]] if metric != "uar" else list(dict.fromkeys(
+            c for p in parts for c in (p.get("recall") or {})))
+        recalls = []
+        for c in classes:
+            num = den = 0.0
+            for p in parts:
+                n = metric_value(p, f"support.{c}", where)
+                if n > 0:
+                    num += metric_value(p, f"recall.{c}", where) * n
+                    den += n
+            recalls.append(num / den if den > 0 else math.nan)
+        if metric != "uar":
+            return recalls[0]
+        if not classes:
+            raise InputError(f"{where}: pooling uar needs per-class recall and support in every test set")
+        present = [r for r in recalls if not math.isnan(r)]
+        return float(np.mean(present)) if present else math.nan
+    if metric in ("war", "style_accuracy"):
+        n = np.array([metric_value(p, "n", where) for p in parts])
+        v = np.array([metric_value(p, metric, where) for p in parts])
+        return float((v * n).sum() / n.sum())
+    raise InputError(f"{where}: metric {metric!r} cannot be pooled over test sets (uar, war, recall.<class> and "
+                     "style_accuracy can); set the table's combine to equal_weight")
 
 
 def _reported(val) -> tuple[float, float]:
@@ -122,6 +202,9 @@ def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *
     agg = spec.get("aggregate", "fold_mean_seed_mean_std")
     if agg not in AGGREGATIONS:
         raise InputError(f"config: tables.{spec['name']}.aggregate: unknown {agg!r}; choose {sorted(AGGREGATIONS)}")
+    rule = spec.get("combine") or "pooled"
+    if rule not in COMBINE:
+        raise InputError(f"config: tables.{spec['name']}.combine: unknown {rule!r}; choose {sorted(COMBINE)}")
     for r in spec["rows"]:
         bad = sorted(set(r.get("reported") or {}) - set(col_names))
         if bad:
@@ -155,16 +238,25 @@ def build_table(spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunRef]], *
                 check_against_sidecar(ref.metrics)
             loaded.append((ref, read_json(ref.metrics)))
         _check_experiments_cover(spec["name"], r["name"], refs)
+        several = combines_test_sets(r)
         _check_every_fold(spec["name"], r["name"], refs)
         oracle = any(ref.selection in ORACLE_SELECTIONS for ref in refs)
         for c in columns:
-            values: dict[int, dict[int, float]] = defaultdict(dict)
+            c_scale = float(_col(c, "scale", scale))
+            parts: dict[tuple[int, int], list] = defaultdict(list)   # (seed, fold) -> test sets
             cells = []
             shown = c["name"] in (r.get("columns") or col_names)   # a row may fill only some columns (others: --)
             for ref, m in (loaded if shown else []):
-                v = metric_value(m, scoped_metric(r, c), ref.metrics) * float(_col(c, "scale", scale))
-                values[ref.seed].setdefault(ref.fold, []).append(v)
-                cells.append({"metrics": ref.metrics, "fold": ref.fold, "seed": ref.seed, "value": v})
+                own = _scope_parts(m, r.get("metric_scope"), ref.metrics)
+                parts[(ref.seed, ref.fold)] += own
+                cells.append({"metrics": ref.metrics, "fold": ref.fold, "seed": ref.seed,
+                              "value": combine(own, c["metric"], rule, ref.metrics) * c_scale})
+            values: dict[int, dict[int, float]] = defaultdict(dict)
+            for (seed, fold), ps in parts.items():
+                values[seed][fold] = combine(ps, c["metric"], rule, f"table {spec['name']}: row {r['name']!r}") * c_scale
+            if several:   # the run's own value above; the (fold, seed) value combines the row's test sets
+                for x in cells:
+                    x["fold_value"] = values[x["seed"]][x["fold"]]
             mean, std, n_seeds = _aggregate(values) if values else (math.nan, math.nan, 0)
             p_mean, p_std = _reported((r.get("reported") or {}).get(c["name"]))
             diff = mean - p_mean
@@ -187,10 +279,19 @@ def scoped_metric(row: Mapping[str, Any], column: Mapping[str, Any]) -> str:
     """The metric path of a cell: the column's, under the row's ``metric_scope`` when it has one.
 
     ``metric_scope: by_corpus.iemocap`` reads one member corpus's test utterances of a union
-    corpus's runs; ``corpus_mean`` their mean over the member corpora (Zhang et al. Table 3).
+    corpus's runs; ``corpora`` each member's, combined by the table's ``combine`` rule (shown as
+    ``by_corpus.*.<metric>``); ``corpus_mean`` their equal-weight mean as stored in metrics.json.
     """
     scope = row.get("metric_scope")
+    if scope == "corpora":
+        return f"by_corpus.*.{column['metric']}"
     return f"{scope}.{column['metric']}" if scope else column["metric"]
+
+
+def combines_test_sets(row: Mapping[str, Any]) -> bool:
+    """Does a row's cell combine several test sets per (fold, seed) (the table's ``combine`` rule)?"""
+    exps = row.get("experiment")
+    return row.get("metric_scope") == "corpora" or (isinstance(exps, (list, tuple)) and len(exps) > 1)
 
 
 def _load_bootstrap_rows(spec, runs) -> dict:
@@ -339,10 +440,12 @@ def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str)
                 for r in md.index]
     write_text(out_md, f"**{spec.get('title', spec['name'])}**\n\n{md.to_markdown()}\n\n"
                        f"_{caption_rule(spec, oracle=bool(oracle_rows))}_\n")
+    row_spec = {r["name"]: r for r in spec["rows"]}
     return {str(t["row"]) + " | " + str(t["column"]): {
         "value_mean": None if math.isnan(t["ours_mean"]) else t["ours_mean"],
         "value_std": None if math.isnan(t["ours_std"]) else t["ours_std"],
         "aggregation": spec.get("aggregate", "fold_mean_seed_mean_std"), "metric": t["metric"],
+        **({"combine": spec.get("combine") or "pooled"} if combines_test_sets(row_spec[str(t["row"])]) else {}),
         "oracle_selection": bool(t.get("oracle", False)),
         "scale": float(_col(next(c for c in spec["columns"] if c["name"] == str(t["column"])), "scale",
                             spec.get("scale", 1.0))), "runs": t["_cells"]} for _, t in df.iterrows()}
@@ -357,7 +460,10 @@ def _ordered(wide, df):
 
 def caption_rule(spec: Mapping[str, Any], oracle: bool = False) -> str:
     agg = AGGREGATIONS[spec.get("aggregate", "fold_mean_seed_mean_std")]
-    parts = [f"Ours: {agg}.", "Paper: as reported; diff = ours - paper; dagger marks ours outside the paper's +/- band."]
+    parts = [f"Ours: {agg}."]
+    if any(combines_test_sets(r) for r in spec.get("rows", [])):
+        parts.append(f"Combined test sets ({spec.get('combine') or 'pooled'}): {COMBINE[spec.get('combine') or 'pooled']}.")
+    parts.append("Paper: as reported; diff = ours - paper; dagger marks ours outside the paper's +/- band.")
     if oracle:
         parts.append(ORACLE_NOTE)
     if any(r.get("cited") for r in spec.get("rows", [])):

@@ -403,8 +403,8 @@ def run_training(*, manifest_csv: str, folds_csv: str, caches: dict[str, str], f
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"predictions": out / "predictions.csv", "log_csv": out / "train_log.csv", "model": out / "model.pt",
-             **(outputs or {})}
+    paths = {k: Path(v) for k, v in {"predictions": out / "predictions.csv", "log_csv": out / "train_log.csv",
+                                     "model": out / "model.pt", **(outputs or {})}.items()}
 
     manifest = pd.read_csv(manifest_csv, keep_default_na=False).set_index("utt_id", drop=False)
     folds = pd.read_csv(folds_csv)

@@ -8,6 +8,7 @@ imported only when :func:`load_encoder` needs them, so ``import emorepro.encoder
 backend         class                                   families
 =============== ======================================= ==========================================
 ``kaldi_fbank`` :class:`.fbank.KaldiFbankEncoder`       ``fbank``
+``python_speech_features`` :class:`.fbank.PsfFbankEncoder` ``fbank`` (Zhang et al.'s front-end)
 ``transformers`` :class:`.transformers_backend.TransformersEncoder` ``hubert``, ``wav2vec2``,
                                                         ``deberta-v2``, ``roberta``, ``bert``
 ``fairseq2``    :class:`.fairseq2_backend.Fairseq2Wav2Vec2Encoder` ``wav2vec2``
@@ -21,6 +22,7 @@ from .base import AUDIO_SAMPLE_RATE, TEXT_FAMILIES, Encoder, EncoderSpec
 
 BACKENDS: dict[str, str] = {
     "kaldi_fbank": "emorepro.encoders.fbank:KaldiFbankEncoder",
+    "python_speech_features": "emorepro.encoders.fbank:PsfFbankEncoder",
     "transformers": "emorepro.encoders.transformers_backend:TransformersEncoder",
     "fairseq2": "emorepro.encoders.fairseq2_backend:Fairseq2Wav2Vec2Encoder",
 }
@@ -28,6 +30,7 @@ BACKENDS: dict[str, str] = {
 #: families each backend accepts (checked before the heavy import, for a fast clear error)
 BACKEND_FAMILIES: dict[str, frozenset[str]] = {
     "kaldi_fbank": frozenset({"fbank"}),
+    "python_speech_features": frozenset({"fbank"}),
     "transformers": frozenset({"hubert", "wav2vec2", "deberta-v2", "roberta", "bert"}),
     "fairseq2": frozenset({"wav2vec2"}),
 }

@@ -21,7 +21,7 @@ class EncoderSpec:
 
     name:       registry key, also the cache directory name (``results/<corpus>/features/<name>``).
     family:     model class family: ``hubert``, ``wav2vec2``, ``deberta-v2``, ``roberta``, ``bert`` or ``fbank``.
-    backend:    ``transformers``, ``fairseq2`` or ``kaldi_fbank``.
+    backend:    ``transformers``, ``fairseq2``, ``kaldi_fbank`` or ``python_speech_features``.
     checkpoint: local directory (or hub id, honoured only when HF_HUB_OFFLINE is unset).
     layers:     hidden-state indices to expose; negative counts from the last layer
                 (``0`` is the embedding/CNN output for transformer encoders).

@@ -433,7 +433,7 @@ def _versions() -> dict:
     import importlib.metadata as md
 
     out = {}
-    for p in ("torch", "torchaudio", "transformers", "fairseq2", "numpy"):
+    for p in ("torch", "torchaudio", "transformers", "fairseq2", "numpy", "python_speech_features"):
         try:
             out[p] = md.version(p)
         except md.PackageNotFoundError:

@@ -31,6 +31,10 @@ Choices the paper leaves open (each is a field below, so it can be changed in co
   exactly as the paper describes; the key's padding mask is used.
 * Fig. 2 (the heads) is not in our copy of the paper: each head is ``Linear -> ReLU ->
   Dropout -> Linear`` with ``d_head`` hidden units (``d_head=0``: one linear layer).
+* Eq. 1 sums the cross-entropy over the batch; ``ce_reduction="mean"`` averages it, so that
+  with h = 0.33 each the CE and the two CCC terms (batch statistics) weigh alike; ``"sum"``
+  follows Eq. 1.  Single-task rows keep h = 0.33 on their terms (Sec. 4.2 sets "all
+  hyperparameters" to 0.33 and says nothing of single-task rows).
 * Random modality masking (Sec. 3.5): for an epoch drawn as masked, the modality's encoder
   output is zeroed (training only), its padding mask becomes the other modality's (so no
   attention row is left without keys and not even its length leaks), and its side of the
@@ -79,10 +83,12 @@ class IspasConfig:
     rmm: bool = True            # RMM: random modality masking during training
     disc: bool = True           # Disc: train the classifier (cross-entropy term)
     con: bool = True            # Con: train the regressor (two CCC terms)
-    # loss weights h1, h2, h3 (Eq. 3, Sec. 4.2: "all hyperparameters set to 0.33")
+    # loss weights h1, h2, h3 (Eq. 3, Sec. 4.2: "all hyperparameters set to 0.33"); single-task rows keep 0.33
+    # on their own terms (the paper does not say it renormalises)
     h_ce: float = 0.33
     h_valence: float = 0.33
     h_arousal: float = 0.33
+    ce_reduction: str = "mean"  # Eq. 1 sums CE over the batch ("sum"); "mean" keeps it on the CCC terms' scale
     # random modality masking schedule (Sec. 3.5, Fig. 3)
     rmm_p_start: float = 0.8    # masking chance at the first epoch
     rmm_floor: float = 0.1      # "If the probability goes below the threshold of 0.1, it is set automatically to 0"
@@ -90,6 +96,8 @@ class IspasConfig:
     rmm_p_audio: float = 0.4    # ... and audio w.p. 0.4
 
     def __post_init__(self):
+        if self.ce_reduction not in ("mean", "sum"):
+            raise ValueError(f"config: model_params.ce_reduction must be 'mean' or 'sum', got {self.ce_reduction!r}")
         assert self.d_model % self.n_heads == 0, f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}"
         assert not self.q or self.cra, "q (bridge tokens) are the queries of the cross-attention layers: set cra too"
         assert self.disc or self.con, "at least one task (disc, con) must be trained"
@@ -264,12 +272,17 @@ def ccc_loss(pred: torch.Tensor, true: torch.Tensor, eps: float = 1e-8) -> torch
 def ispas_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: IspasConfig):
     """Eq. 3: h1 CE + h2 (1 - CCC_V) + h3 (1 - CCC_A); single-task rows compute only their own terms.
 
+    CE is the batch mean (``ce_reduction="mean"``, our choice) or, as Eq. 1 writes it, the sum over the
+    batch (``"sum"``): with Adam the sum weighs CE ``batch_size`` times more against the CCC terms, which
+    are statistics of the whole batch.  Single-task rows keep their 0.33 weight: under Adam a constant
+    factor changes the update only through gradient clipping and Adam's epsilon.
+
     Returns ``(total, terms)`` with ``terms`` the unweighted terms actually computed.
     """
     terms: dict[str, torch.Tensor] = {}
     total = 0.0
     if cfg.disc:
-        terms["ce"] = F.cross_entropy(out["logits"], batch["label"])
+        terms["ce"] = F.cross_entropy(out["logits"], batch["label"], reduction=cfg.ce_reduction)
         total = total + cfg.h_ce * terms["ce"]
     if cfg.con:
         terms["ccc_valence"] = ccc_loss(out["valence"], batch["valence"])
