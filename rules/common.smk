@@ -305,26 +305,32 @@ def pseudo_labels_path(ref, fold, seed):
     return f"{RESULTS}/pseudo_labels/{ref['name']}/fold{fold}/seed{seed}/layer{ref['layer']}.npz"
 
 
-def pseudo_label_inputs(wc):
-    """The source run's model.pt (same fold and seed), and the manifest and fold file it trained on."""
-    paper, _, variant = config["pseudo_labels"][wc.name]["source"].partition("/")
-    e = experiment(paper, variant)
-    return {
-        "model": f"{run_dir(paper, variant, wc.fold, wc.seed)}/model.pt",
-        "manifest": f"{RESULTS}/{e['corpus']}/manifest.csv",
-        "folds": f"{RESULTS}/{e['corpus']}/folds/{e['protocol']}.csv",
-    }
+def pseudo_label_inputs(name):
+    """Input function of set `name`: the source run's model.pt (same fold and seed), and the manifest and
+    fold file it trained on."""
 
-
-def _pseudo_label_resource(key, default):
     def get(wc):
-        v = (config["pseudo_labels"][wc.name].get("resources") or {}).get(key)
-        return default if v is None else v
+        paper, _, variant = config["pseudo_labels"][name]["source"].partition("/")
+        e = experiment(paper, variant)
+        return {
+            "model": f"{run_dir(paper, variant, wc.fold, wc.seed)}/model.pt",
+            "manifest": f"{RESULTS}/{e['corpus']}/manifest.csv",
+            "folds": f"{RESULTS}/{e['corpus']}/folds/{e['protocol']}.csv",
+        }
 
     return get
 
 
-PSEUDO_LABEL_SETS = _names_regex(config.get("pseudo_labels") or {})
+def pseudo_label_outputs(name):
+    """Set `name`'s label files of one job: every layer (group_layers: one encoder pass) or one ({layer})."""
+    s = config["pseudo_labels"][name]
+    layers = s["layers"] if s.get("group_layers") else ["{layer}"]
+    return [pseudo_labels_path({"name": name, "layer": L}, "{fold}", "{seed}") for L in layers]
+
+
+def pseudo_label_resource(name, key, default):
+    v = (config["pseudo_labels"][name].get("resources") or {}).get(key)
+    return default if v is None else v
 
 
 def keeps_model(paper, variant):

@@ -88,11 +88,12 @@ def _stage1(data, hubert8, out, fold=1, **kw):
                                       "train_max_seconds": 0.5}}, **kw)
 
 
-def _labels(data, stage1_dir: Path, out: Path, *, fold=1, layer=-3, ks=(4, 8)):
+def _labels(data, stage1_dir: Path, out, *, fold=1, layers=(-3,), ks=(4, 8)):
     from emorepro.steps import pseudo_labels
 
-    return pseudo_labels(str(stage1_dir / "model.pt"), str(data / "manifest.csv"), str(data / "folds.csv"), str(out),
-                         name="g", fold=fold, seed=1, layer=layer, role="audio", ks=list(ks),
+    outs = [str(out)] if isinstance(out, Path) else [str(o) for o in out]
+    return pseudo_labels(str(stage1_dir / "model.pt"), str(data / "manifest.csv"), str(data / "folds.csv"), outs,
+                         name="g", fold=fold, seed=1, layers=list(layers), role="audio", ks=list(ks),
                          kmeans={"batch_size": 256, "n_init": 1, "max_iter": 5, "max_no_improvement": 5})
 
 
@@ -158,9 +159,13 @@ def test_frame_labels_align_with_hubert_frames_for_odd_lengths(hubert8, tmp_path
         cnn = enc.model.feature_extractor(torch.from_numpy(wav)[None])       # (1, C, T): the frames HuBERT makes
     T = cnn.shape[-1]
     assert T == int(enc.frame_lengths(torch.tensor([n]))[0]) == (n - 400) // 320 + 1
-    X, lengths, hop, n_hidden = encode_frames(str(hubert8), lambda u: wav, ["u"], layer=-3,
-                                              options={"do_normalize": False})
+    (X,), lengths, hop, n_hidden = encode_frames(str(hubert8), lambda u: wav, ["u"], layers=[-3],
+                                                 options={"do_normalize": False})
     assert lengths.tolist() == [T] and X.shape == (T, 32) and hop == 320 and n_hidden == 9
+    # several layers in one pass: each equals its own pass
+    (X3, X1), lengths2, _, _ = encode_frames(str(hubert8), lambda u: wav, ["u"], layers=[-3, -1],
+                                             options={"do_normalize": False})
+    assert lengths2.tolist() == [T] and np.array_equal(X3, X) and not np.allclose(X1, X)
     # a label file stores one label per frame; its reader gives them back per utterance
     lab = np.arange(T) % 4
     write_frame_labels(tmp_path / "l.npz", ["u", "v"], [T, 3], {4: np.concatenate([lab, [1, 2, 3]])}, fold=1, seed=1,
@@ -241,7 +246,7 @@ def test_kmeans_never_sees_test_session_audio(data, hubert8, tmp_path, monkeypat
     real_read, real_fit = A.read_wav, PL.fit_kmeans
     monkeypatch.setattr(A, "read_wav", lambda p, *a, **k: (read.append(wav_of[str(p)]), real_read(p, *a, **k))[1])
     monkeypatch.setattr(PL, "fit_kmeans", lambda X, k, **kw: (fitted.append(len(X)), real_fit(X, k, **kw))[1])
-    infos = _labels(data, tmp_path / "s1", tmp_path / "l.npz")
+    (infos,) = _labels(data, tmp_path / "s1", tmp_path / "l.npz")
     assert read and set(read) == train_ids                 # every training clip, nothing of the test session
     lab = read_frame_labels(tmp_path / "l.npz")
     assert set(lab.utt_ids.tolist()) == train_ids and lab.meta["fold"] == 1 and lab.ks == [4, 8]
@@ -250,6 +255,14 @@ def test_kmeans_never_sees_test_session_audio(data, hubert8, tmp_path, monkeypat
 
     rec = check_against_sidecar(tmp_path / "l.npz")          # the sidecar says what the fit saw
     assert rec["split"] == "train" and rec["frames"]["n_utterances"] == len(train_ids)
+    # one job for several layers (group_layers) writes each layer's file as its own job would
+    read.clear()
+    _labels(data, tmp_path / "s1", [tmp_path / "g-1.npz", tmp_path / "g-3.npz"], layers=(-1, -3))
+    assert set(read) == train_ids
+    g = read_frame_labels(tmp_path / "g-3.npz")
+    assert all(np.array_equal(g.labels[k], lab.labels[k]) for k in (4, 8))
+    assert read_frame_labels(tmp_path / "g-1.npz").meta["layer"] == -1
+    assert check_against_sidecar(tmp_path / "g-1.npz")["params"]["layer"] == -1
 
 
 # --------------------------------------------------------------------------- the stage chain of a fold
@@ -305,14 +318,49 @@ def test_workflow_chains_stages_within_one_fold_and_seed(tmp_path):
         o = re.search(r"^\s+output: (.*)$", block, re.MULTILINE)
         i = re.search(r"^\s+input: (.*)$", block, re.MULTILINE)
         if m and o:
-            jobs[o.group(1).split(",")[0].split(" ")[0]] = (m.group(1), set((i.group(1) if i else "").split(", ")))
+            for path in o.group(1).split(", "):
+                jobs[path.split(" ")[0]] = (m.group(1), set((i.group(1) if i else "").split(", ")))
     chain = {"stage3": f"{run_dir.format('gmp_ams_l3')}/predictions.csv",
              "stage2": f"{run_dir.format('retrain_l3')}/predictions.csv",
              "labels": "results/pseudo_labels/pan2024_gmp/fold2/seed1/layer-3.npz",
              "stage1": f"{run_dir.format('stage1')}/predictions.csv"}
     assert jobs[chain["stage3"]][0] == "train" and f"{run_dir.format('retrain_l3')}/model.pt" in jobs[chain["stage3"]][1]
     assert {f"{run_dir.format('stage1')}/model.pt", chain["labels"]} <= jobs[chain["stage2"]][1]
-    assert jobs[chain["labels"]][0] == "pseudo_labels"
+    assert jobs[chain["labels"]][0] == "pseudo_labels_pan2024_gmp"
     assert f"{run_dir.format('stage1')}/model.pt" in jobs[chain["labels"]][1]
     assert "results/iemocap/folds/loso5.csv" in jobs[chain["labels"]][1]
     assert not any("fold1" in x or "fold3" in x for _, ins in jobs.values() for x in ins if "runs/" in x)
+
+
+# --------------------------------------------------------------------------- config checks
+
+
+def test_config_checks_name_the_pseudo_label_key():
+    from snakemake.utils import update_config, validate
+
+    from emorepro.config import ConfigError, check_config
+    from tests.workflow_utils import REPO
+    import yaml
+
+    def load():
+        cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+        update_config(cfg, yaml.safe_load((REPO / "config/demo.yaml").read_text()))
+        validate(cfg, str(REPO / "config/schema.yaml"))
+        return json.loads(json.dumps(cfg))
+
+    check_config(load())
+    for change, key in [
+        (lambda c: c["experiments"]["pan2024"]["retrain_l3"]["pseudo_labels"].update(layer=-9),
+         "experiments.pan2024.retrain_l3.pseudo_labels.layer"),
+        (lambda c: c["experiments"]["pan2024"]["retrain_l3"]["pseudo_labels"].update(name="nope"),
+         "experiments.pan2024.retrain_l3.pseudo_labels.name"),
+        (lambda c: c["pseudo_labels"]["pan2024_gmp"].update(source="pan2024/nope"), "pseudo_labels.pan2024_gmp.source"),
+        (lambda c: c["experiments"]["pan2024"]["retrain_l3"].update(seeds=[1, 7]),
+         "experiments.pan2024.retrain_l3.pseudo_labels"),
+        (lambda c: c["experiments"]["pan2024"]["stage1"]["train"].update(finetune=None), "pseudo_labels.pan2024_gmp.role"),
+    ]:
+        cfg = load()
+        change(cfg)
+        with pytest.raises(ConfigError) as e:
+            check_config(cfg)
+        assert key in [k for k, _ in e.value.problems], (key, e.value.problems)

@@ -6,12 +6,12 @@ rules/pseudo_labels.smk) calls, for one fold x seed x layer of a pseudo-label se
 1. :func:`source_encoder`: the encoder that the source run (GMP-ATL's stage 1 of the same fold and seed)
    kept as ``encoder_<role>/`` (its files checked against the hashes in ``model.pt``), or, if that run
    kept its encoder frozen, the checkpoint it started from;
-2. :func:`encode_frames`: the frame features of ``hidden_states[layer]`` for the fold's **training**
-   utterances, each clip whole (no crop, no chunking: one frame per 20 ms of the clip, the grid the
+2. :func:`encode_frames`: the frame features of ``hidden_states[layer]`` (each layer of the job, one encoder
+   pass) for the fold's **training** utterances, each clip whole (no crop, no chunking: one frame per 20 ms of the clip, the grid the
    retraining stage crops on), through the same fine-tuning encoder class and options as the run
    (:mod:`emorepro.encoders.finetune`, frozen, eval mode);
 3. :func:`fit_kmeans` once per K: scikit-learn's ``MiniBatchKMeans`` (seeded) fitted on those frames,
-   then every frame assigned to its nearest centre.  Defaults: the HuBERT recipe's settings
+   then every frame assigned to its nearest centre; once per layer.  Defaults: the HuBERT recipe's settings
    (``learn_kmeans.py`` of fairseq's HuBERT example: k-means++, batch 10,000, n_init 20, max_iter 100,
    max_no_improvement 100, tol 0, reassignment_ratio 0), fitted on every training frame.
 
@@ -86,31 +86,39 @@ def source_encoder(model_pt: str | Path, role: str, *, fold: int, seed: int) -> 
     return {"checkpoint": info["checkpoint"], "kept": False, "files": [], "state_sha256": rec["state_sha256"]}
 
 
-def encode_frames(checkpoint: str, audio: Callable[[str], np.ndarray], utts: Sequence[str], *, layer: int,
-                  options: dict[str, Any] | None = None, device: str = "cpu", batch_size: int = 8,
-                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Frame features ``hidden_states[layer]`` of every utterance, whole clips, in ``utts`` order.
+def encode_frames(checkpoint: str, audio: Callable[[str], np.ndarray], utts: Sequence[str], *,
+                  layers: Sequence[int], options: dict[str, Any] | None = None, device: str = "cpu",
+                  batch_size: int = 8, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray, int, int]:
+    """Frame features ``hidden_states[L]`` for each L of ``layers``, of every utterance, whole clips, in ``utts`` order.
 
-    ``options``: the source run's encoder options that shape the input (``do_normalize``; the rest is
-    fixed here: frozen, full length).  Returns ``(X (total frames, d) float32, lengths (N,),
-    hop_samples, n_hidden_states)``.  Utterances are batched in the given order (the frames do not depend
-    on the batch: the CNN runs per utterance, the transformer with a padding mask).
+    One encoder pass serves every layer.  ``options``: the source run's encoder options that shape the
+    input (``do_normalize``; the rest is fixed here: frozen, full length).  Returns ``([X_L (total frames,
+    d) float32 per layer], lengths (N,), hop_samples, n_hidden_states)``.  Utterances are batched in the
+    given order (the frames do not depend on the batch: the CNN runs per utterance, the transformer with a
+    padding mask).
     """
     import torch
 
     from .encoders.finetune import load_finetune_encoder
 
-    opts = {"checkpoint": checkpoint, "layers": [layer], "freeze_encoder": True,
+    layers = [int(x) for x in layers]
+    opts = {"checkpoint": checkpoint, "layers": layers, "layer_combine": "stack", "freeze_encoder": True,
             **{k: v for k, v in (options or {}).items() if k in ("do_normalize", "family")}}
     enc = load_finetune_encoder("audio", opts, seed=seed).to(device).eval()
-    feats: list[np.ndarray] = []
+    feats: list[list[np.ndarray]] = [[] for _ in layers]
+    lengths: list[int] = []
     with torch.no_grad():
         for s in range(0, len(utts), batch_size):   # callers pass utterances sorted by duration: little padding
             wavs = [audio(u) for u in utts[s:s + batch_size]]
             out = enc(**enc.collate(wavs, train=False, device=device))
-            feats += [out["hidden"][j, : int(out["mask"][j].sum())].float().cpu().numpy() for j in range(len(wavs))]
-    lengths = np.array([len(f) for f in feats], dtype=np.int64)
-    return np.concatenate(feats).astype(np.float32, copy=False), lengths, enc.hop_samples, enc.n_hidden
+            h = out["hidden"] if len(layers) > 1 else out["hidden"][:, None]          # (B, L, T, d)
+            for j in range(len(wavs)):
+                n = int(out["mask"][j].sum())
+                lengths.append(n)
+                for i in range(len(layers)):
+                    feats[i].append(h[j, i, :n].float().cpu().numpy())
+    X = [np.concatenate(f).astype(np.float32, copy=False) for f in feats]
+    return X, np.array(lengths, dtype=np.int64), enc.hop_samples, enc.n_hidden
 
 
 def kmeans_seed(seed: int, *parts: int) -> int:

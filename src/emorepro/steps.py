@@ -331,17 +331,18 @@ def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, Any], outpu
                      inputs=inputs, outputs=written, started=started, extra={"summary": summary})
 
 
-def pseudo_labels(source_model: str, manifest_csv: str, folds_csv: str, out_npz: str, *, name: str, fold: int,
-                  seed: int, layer: int, role: str, ks: Sequence[int], kmeans: Mapping[str, Any] | None = None,
-                  kmeans_seed: int = 0, batch_size: int = 8, threads: int = 1, device: str | None = None) -> dict:
-    """GMP-ATL's frame labels of one fold x seed x layer (:mod:`emorepro.pseudo_labels`).
+def pseudo_labels(source_model: str, manifest_csv: str, folds_csv: str, out_npz: Sequence[str] | str, *, name: str,
+                  fold: int, seed: int, layers: Sequence[int] | int, role: str, ks: Sequence[int],
+                  kmeans: Mapping[str, Any] | None = None, kmeans_seed: int = 0, batch_size: int = 8, threads: int = 1,
+                  device: str | None = None) -> list[dict]:
+    """GMP-ATL's frame labels of one fold x seed, for each layer of ``layers`` (:mod:`emorepro.pseudo_labels`).
 
     ``source_model``: the ``model.pt`` of the source run (stage 1) of this fold and seed; its encoder
     (kept as ``encoder_<role>/``, or the checkpoint it stayed frozen at) gives the frame features of
-    ``hidden_states[layer]`` of the fold's **training** utterances, clustered once per K in ``ks``.
-    Writes ``out_npz`` (:mod:`emorepro.frame_labels`) and its sidecar: the source model and the
-    encoder files, the manifest and the fold file as inputs; per K the fit's summary.  Returns the
-    sidecar's ``kmeans`` list."""
+    ``hidden_states[L]`` of the fold's **training** utterances (one encoder pass for every layer),
+    clustered once per K in ``ks``.  ``out_npz[i]`` receives layer ``layers[i]``'s labels
+    (:mod:`emorepro.frame_labels`) and its own sidecar: the source model and the encoder files, the
+    manifest and the fold file as inputs; per K the fit's summary.  Returns the sidecars' ``kmeans`` lists."""
     import pandas as pd
     import torch
 
@@ -353,6 +354,10 @@ def pseudo_labels(source_model: str, manifest_csv: str, folds_csv: str, out_npz:
 
     started = now()
     key = f"pseudo_labels.{name}"
+    layers = [int(layers)] if isinstance(layers, int) else [int(x) for x in layers]
+    outs = [out_npz] if isinstance(out_npz, (str, os.PathLike)) else [str(x) for x in out_npz]
+    if len(outs) != len(layers) or len(set(layers)) != len(layers):
+        raise ValueError(f"{key}: {len(outs)} output files for layers {layers} (one file per distinct layer)")
     opts = kmeans_options(kmeans)
     if len(set(ks)) != len(ks) or any(int(k) < 2 for k in ks):
         raise InputError(f"config: {key}.ks: distinct cluster counts >= 2, got {list(ks)}")
@@ -373,35 +378,38 @@ def pseudo_labels(source_model: str, manifest_csv: str, folds_csv: str, out_npz:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(max(1, threads))
     t0 = time.time()
-    X, lengths, hop, n_hidden = encode_frames(src["checkpoint"], WavSource(m), utts, layer=layer,
-                                              options={"do_normalize": resolved.get("do_normalize")}, device=device,
-                                              batch_size=batch_size, seed=seed)
+    Xs, lengths, hop, n_hidden = encode_frames(src["checkpoint"], WavSource(m), utts, layers=layers,
+                                               options={"do_normalize": resolved.get("do_normalize")}, device=device,
+                                               batch_size=batch_size, seed=seed)
     t_encode = time.time() - t0
-    log.info("fold %d seed %d layer %d: %d training utterances, %d frames x %d, encoded in %.1f s", fold, seed, layer,
-             len(utts), len(X), X.shape[1], t_encode)
-    labels, infos = {}, []
-    for k in ks:
-        labels[int(k)], info = fit_kmeans(X, int(k), random_state=derive_seed(kmeans_seed, seed, fold, layer, int(k)),
-                                          opts=opts, threads=threads, key=key)
-        infos.append(info)
-    write_frame_labels(out_npz, utts, lengths, labels, fold=fold, seed=seed, layer=layer, hop_samples=hop,
-                       source_state_sha256=src["state_sha256"])
+    log.info("fold %d seed %d layers %s: %d training utterances, %d frames x %d, encoded in %.1f s", fold, seed,
+             layers, len(utts), len(Xs[0]), Xs[0].shape[1], t_encode)
     inputs: dict[str, Any] = {"source_model": [source_model, *src["files"]], "manifest": manifest_csv,
                               "folds": folds_csv}
     if not src["kept"] and Path(src["checkpoint"]).is_dir():   # a frozen source: the checkpoint itself
         inputs["checkpoint"] = src["checkpoint"]
-    write_provenance(out_npz, rule="pseudo_labels", seed=seed,
-                     params={"name": name, "fold": fold, "layer": layer, "role": role, "ks": [int(k) for k in ks],
-                             "kmeans": options_record(opts), "kmeans_seed": kmeans_seed, "batch_size": batch_size,
-                             "threads": threads},
-                     inputs=inputs, outputs=[out_npz], started=started,
-                     extra={"kmeans": infos, "split": "train",
-                            "source": {"checkpoint": src["checkpoint"], "kept": src["kept"],
-                                       "state_sha256": src["state_sha256"], "do_normalize": resolved.get("do_normalize"),
-                                       "n_hidden_states": n_hidden},
-                            "frames": {"n_utterances": len(utts), "n_frames": int(len(X)), "dim": int(X.shape[1]),
-                                       "hop_samples": hop, "encode_seconds": round(t_encode, 3), "device": device}})
-    return infos
+    every = []
+    for layer, X, out in zip(layers, Xs, outs):
+        labels, infos = {}, []
+        for k in ks:
+            labels[int(k)], info = fit_kmeans(X, int(k), random_state=derive_seed(kmeans_seed, seed, fold, layer, int(k)),
+                                              opts=opts, threads=threads, key=key)
+            infos.append(info)
+        write_frame_labels(out, utts, lengths, labels, fold=fold, seed=seed, layer=layer, hop_samples=hop,
+                           source_state_sha256=src["state_sha256"])
+        write_provenance(out, rule="pseudo_labels", seed=seed,
+                         params={"name": name, "fold": fold, "layer": layer, "layers_of_job": layers, "role": role,
+                                 "ks": [int(k) for k in ks], "kmeans": options_record(opts), "kmeans_seed": kmeans_seed,
+                                 "batch_size": batch_size, "threads": threads},
+                         inputs=inputs, outputs=[out], started=started,
+                         extra={"kmeans": infos, "split": "train",
+                                "source": {"checkpoint": src["checkpoint"], "kept": src["kept"],
+                                           "state_sha256": src["state_sha256"],
+                                           "do_normalize": resolved.get("do_normalize"), "n_hidden_states": n_hidden},
+                                "frames": {"n_utterances": len(utts), "n_frames": int(len(X)), "dim": int(X.shape[1]),
+                                           "hop_samples": hop, "encode_seconds": round(t_encode, 3), "device": device}})
+        every.append(infos)
+    return every
 
 
 def score(pred_csv: str, out_json: str, *, classes: Sequence[str], fold: int, seed: int,
