@@ -364,3 +364,47 @@ def test_config_checks_name_the_pseudo_label_key():
         with pytest.raises(ConfigError) as e:
             check_config(cfg)
         assert key in [k for k, _ in e.value.problems], (key, e.value.problems)
+
+
+def test_table2_shows_cited_rows_as_cited_and_reproduces_only_its_own(tmp_path, monkeypatch):
+    import yte
+
+    from emorepro import steps
+    from emorepro.config import check_tables
+    from emorepro.provenance import now, write_provenance
+    from emorepro.tables import CITED_MARK, CITED_TEXT
+    from tests.workflow_utils import REPO
+
+    monkeypatch.chdir(tmp_path)
+    cfg = yte.process_yaml(open(REPO / "config/config.yaml"), require_use_yte=True)
+    spec = {"name": "pan2024_table2", **cfg["tables"]["pan2024_table2"]}
+    own = [r for r in spec["rows"] if not r.get("cited")]
+    assert [r["experiment"] for r in own] == ["pan2024/gmp_ams_l3"] and len(spec["rows"]) == 15
+    rng = np.random.default_rng(0)
+    runs = {r["name"]: [] for r in spec["rows"] if not r.get("cited")}
+    for seed in (1, 2):
+        for fold in (1, 2):
+            d = tmp_path / f"fold{fold}/seed{seed}"
+            d.mkdir(parents=True)
+            y = rng.integers(0, 4, 40)
+            pd.DataFrame({"utt_id": [f"u{i}" for i in range(40)], "fold": fold, "split": "test", "label": y,
+                          "pred": np.where(rng.random(40) < 0.7, y, rng.integers(0, 4, 40))}).to_csv(
+                d / "predictions.csv", index=False)
+            write_provenance(d, rule="train", params={}, inputs=None, outputs=[d / "predictions.csv"], started=now())
+            steps.score(str(d / "predictions.csv"), str(d / "metrics.json"), classes=CLASSES, fold=fold, seed=seed)
+            runs[own[0]["name"]].append({"metrics": str(d / "metrics.json"), "fold": fold, "seed": seed})
+    steps.table(spec, runs, "t.tex", "t.csv", "t.md")
+    df = pd.read_csv("t.csv").set_index(["row", "column"])
+    assert df.loc[(own[0]["name"], "UAR"), "n_seeds"] == 2 and df.loc[(own[0]["name"], "UAR"), "paper"] == 82.0
+    md = Path("t.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("| GEmo-CLAP [16] (A + T) " + CITED_MARK))
+    assert CITED_TEXT in line and "83.2" in line
+    assert "Cited, not reproduced" in md and r"\S" in Path("t.tex").read_text()
+    # a cited row with runs, or a row that is neither cited nor reproduced, is refused
+    with pytest.raises(InputError, match="cited"):
+        steps.table(spec, {**runs, "GEmo-CLAP [16] (A + T)": runs[own[0]["name"]]}, "u.tex", "u.csv", "u.md")
+    bad = {"tables": {"t": {**cfg["tables"]["pan2024_table2"],
+                            "rows": [{"name": "x", "cited": True, "experiment": "pan2024/gmp_ams_l3"}, {"name": "y"}]}},
+           "experiments": cfg["experiments"]}
+    keys = [k for k, _ in check_tables(bad)]
+    assert "tables.t.rows['x'].experiment" in keys and "tables.t.rows['y'].experiment" in keys
