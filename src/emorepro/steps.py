@@ -512,7 +512,8 @@ def demo_checkpoint(done_json: str, *, family: str, seed: int = 0, size: str = "
     make_demo_checkpoint(family, str(out_dir), seed, texts=texts, size=size, config_overrides=dict(config or {}))
     files = sorted(p for p in out_dir.iterdir() if p.is_file() and not p.name.endswith(".prov.json"))
     write_provenance(done_json, rule="demo_checkpoint", seed=seed,
-                     params={"family": family, "size": size, "texts_from": texts_from, "config": dict(config or {})},
+                     params={"family": family, "size": size, "texts_from": texts_from,
+                             **({"config": dict(config)} if config else {})},   # as before for the other encoders
                      inputs={"transcripts": [manifest_csv]} if manifest_csv else None, outputs=files,
                      started=started)
 
