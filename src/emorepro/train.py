@@ -270,7 +270,6 @@ def save_run_model(path: Path, net, state: dict, *, model: str, model_params: di
     """Write ``model.pt`` (and, when kept, ``encoder_<role>/`` next to it); returns its record without weights."""
     import torch
 
-    path = Path(path)   # the rule's declared output arrives as a string
     prefixes = encoder_prefixes(net, encoders)
     record: dict[str, Any] = {
         "format": MODEL_FORMAT, "model": model, "model_params": dict(model_params), "fold": fold, "seed": seed,
