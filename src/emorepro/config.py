@@ -189,12 +189,17 @@ def check_training_chain(config: Config) -> Problems:
         if pe is None:
             yield f"{key}.train.init_from", f"{parent!r} is not an experiment"
             continue
-        if (pe["corpus"], pe["protocol"]) != (e["corpus"], e["protocol"]):
-            yield (f"{key}.train.init_from", f"{parent!r} runs on {pe['corpus']}/{pe['protocol']}, this experiment on "
-                   f"{e['corpus']}/{e['protocol']}: a run starts from the same fold of the same folds")
-        missing = sorted(set(e["seeds"]) - set(pe["seeds"]))
-        if missing:
-            yield f"{key}.train.init_from", f"{parent!r} has no run for seed(s) {missing}"
+        yield from _same_runs(f"{key}.train.init_from", parent, pe, e)
+
+
+def _same_runs(key: str, parent: str, pe: Mapping[str, Any], e: Mapping[str, Any]) -> Problems:
+    """Experiment ``e`` reads, per fold and seed, the run of ``parent`` (experiment ``pe``) of the same fold and seed."""
+    if (pe["corpus"], pe["protocol"]) != (e["corpus"], e["protocol"]):
+        yield (key, f"{parent!r} runs on {pe['corpus']}/{pe['protocol']}, this experiment on "
+               f"{e['corpus']}/{e['protocol']}: a run reads the same fold of the same folds")
+    missing = sorted(set(e["seeds"]) - set(pe["seeds"]))
+    if missing:
+        yield key, f"{parent!r} has no run for seed(s) {missing}"
 
 
 def check_pseudo_labels(config: Config) -> Problems:
@@ -223,12 +228,7 @@ def check_pseudo_labels(config: Config) -> Problems:
         src = _experiment(config, s["source"])
         if src is None:
             continue
-        if (src["corpus"], src["protocol"]) != (e["corpus"], e["protocol"]):
-            yield (f"{key}.pseudo_labels", f"the labels come from runs on {src['corpus']}/{src['protocol']}, this "
-                   f"experiment runs on {e['corpus']}/{e['protocol']}")
-        missing = sorted(set(e["seeds"]) - set(src["seeds"]))
-        if missing:
-            yield f"{key}.pseudo_labels", f"{s['source']!r} (the labels' source) has no run for seed(s) {missing}"
+        yield from _same_runs(f"{key}.pseudo_labels", f"{s['source']} (the labels' source)", src, e)
 
 
 def check_fusion(config: Config) -> Problems:
