@@ -129,7 +129,7 @@ def run_one(job: dict) -> dict:
     work = Path(job["work"])
     e, mode = job["experiment"], job["mode"]
     train = dict(e["train"])
-    train.update(epochs=job["steps"] + 1, batch_size=job["batch"], eval_every=10 ** 6, threads=job["threads"])
+    train.update(epochs=job["steps"] + 1, batch_size=job["batch"], eval_every=10 ** 6)   # threads: run_training's
     caches, extra = {}, {}
     # A stage that starts from its parent (init_from) starts here from the random real-shaped weights: same
     # shapes, same cost.  A stage reading pseudo-labels (Pan et al.'s retraining) gets random labels of the
@@ -180,7 +180,8 @@ def run_one(job: dict) -> dict:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         s = T.run_training(manifest_csv=job["manifest"], folds_csv=job["folds"], caches=caches, fold=1, seed=1,
                            classes=["neu", "hap", "ang", "sad"], model=e["model"], model_params=e["model_params"],
-                           train=train, out_dir=str(work / "run"), device="cpu", extra_inputs=extra)
+                           train=train, out_dir=str(work / "run"), device="cpu", extra_inputs=extra,
+                           threads=job["threads"])
     handle.remove()
     dt = [b - a for a, b in itertools.pairwise(steps)]
     per_step = statistics.median(dt) if dt else float("nan")
