@@ -123,7 +123,7 @@ def test_corpus_synth_refuses_a_non_empty_directory_that_is_not_its_own(tmp_path
 
 
 def test_corpus_synth_replaces_its_own_corpus_but_not_files_added_to_it(tmp_path):
-    from emorepro.corpus.synth import SYNTH_MARKER
+    from emorepro.corpus.synth_guard import MARKER as SYNTH_MARKER
 
     root = tmp_path / "c"
     steps.synth_corpus(str(root), {"seed": 0, "turns_per_dialog": 2, "sessions": [1]})

@@ -250,7 +250,8 @@ def test_summary_gives_each_tables_headline_cell_and_each_fusion_sets_best_subse
             f"ours {cell['ours_mean']:.2f}, paper 59.47  (5 runs)") in lines
     assert sum(line.startswith("  results/tables/") for line in lines) == 3
     fusion = pd.read_csv(wd / "results/fusion/e2e_trials.csv")
-    best = fusion[fusion["method"] == "exact"].sort_values("uar").iloc[-1]
+    exact = fusion[fusion["method"] == "exact"]
+    best = exact[exact["uar"] == exact["uar"].max()].sort_values("k").iloc[0]   # ties: the smallest subset
     assert f"  results/fusion/e2e_trials.{{csv,json}}  k={best['k']} UAR {100 * best['uar']:.2f} ({best['subset']})" in lines
     page = (wd / "results/summary.html").read_text()
     assert page.count("<table") == 4 and f"Selective MTL (ACT+{spon})" in page

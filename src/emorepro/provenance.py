@@ -50,6 +50,8 @@ TRACKED_PACKAGES = (
     "torch", "torchaudio", "transformers", "tokenizers", "fairseq2", "fairseq2n", "numpy",
     "scipy", "pandas", "scikit-learn", "soundfile", "numba", "pulp", "matplotlib", "snakemake",
     "snakemake-executor-plugin-slurm",
+    # back-ends that change numbers: Zhang's fbank front-end option, RoBERTa/DeBERTa tokenisers, the TTS stage
+    "python-speech-features", "sentencepiece", "coqui-tts", "torchcodec",
 )
 
 

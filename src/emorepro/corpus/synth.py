@@ -17,14 +17,9 @@ the jitter come from one ``numpy.random.Generator``; espeak-ng itself is determi
 """
 from __future__ import annotations
 
-import fnmatch
-import json
 import logging
-import os
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import InputError, write_json
+from .synth_guard import check_target, staged_tree
 
 log = logging.getLogger(__name__)
 
@@ -196,60 +192,9 @@ class SynthConfig:
 
 # --------------------------------------------------------------------------- the output directory guard
 
-SYNTH_MARKER = ".emorepro-synth.json"
-#: top-level entries of a generated IEMOCAP-layout tree (glob patterns)
+GENERATOR = "emorepro.corpus.synth.synthesize_iemocap"
+#: top-level entries of a generated IEMOCAP-layout tree (glob patterns; see :mod:`.synth_guard`)
 IEMOCAP_LAYOUT = ("Session[1-9]", "synth_summary.json")
-
-
-def check_synth_target(out_dir: str | os.PathLike, layout: Sequence[str]) -> bool:
-    """May a generator write its corpus into ``out_dir``?  True when it holds an earlier one to replace.
-
-    A missing or empty directory is fine (returns False).  A non-empty one is replaced only when it is a
-    synthetic corpus this package wrote: it holds the marker file :data:`SYNTH_MARKER` (or, for corpora
-    generated before the marker existed, a ``synth_summary.json`` with the generators' keys) and nothing
-    but the generator's own top-level entries (``layout``, glob patterns) and provenance sidecars.
-    Anything else raises :class:`InputError` naming the directory and the entries it would destroy: a
-    swapped argument must never wipe a real corpus or anyone's files.  Every generator calls this
-    before it writes (:func:`synthesize_iemocap`, :func:`emorepro.corpus.synth_spon.synthesize_spon`).
-    """
-    out = Path(out_dir)
-    if not out.exists():
-        return False
-    if not out.is_dir():
-        raise InputError(f"{out}: exists and is not a directory; refusing to replace it with a synthetic corpus")
-    entries = sorted(p.name for p in out.iterdir())
-    if not entries:
-        return False
-    ours = False
-    marker = out / SYNTH_MARKER
-    if marker.is_file():
-        try:
-            ours = str(json.loads(marker.read_text()).get("generator", "")).startswith("emorepro.")
-        except (OSError, ValueError, AttributeError):
-            ours = False
-    elif (out / "synth_summary.json").is_file():   # generated before the marker existed
-        try:
-            ours = {"seed", "n_utterances", "label_counts"} <= set(json.loads((out / "synth_summary.json").read_text()))
-        except (OSError, ValueError, TypeError):
-            ours = False
-    if not ours:
-        raise InputError(f"{out}: exists, is not empty and holds no generated corpus (no {SYNTH_MARKER} of "
-                         f"emorepro's generators); refusing to replace it. Holds: {entries[:8]}"
-                         + (" ..." if len(entries) > 8 else "") + "; choose a new or empty directory")
-    allowed = (*layout, SYNTH_MARKER, "*.prov.json")
-    foreign = [e for e in entries if not any(fnmatch.fnmatchcase(e, pat) for pat in allowed)]
-    if foreign:
-        raise InputError(f"{out}: holds an earlier synthetic corpus but also {foreign[:8]}, which the generator did "
-                         "not write; refusing to replace it (move them away, or choose another directory)")
-    return True
-
-
-def write_synth_marker(stage: Path, generator: str, cfg) -> None:
-    """Mark a freshly generated tree as ours (what :func:`check_synth_target` recognises)."""
-    from dataclasses import asdict
-
-    write_json(stage / SYNTH_MARKER, {"generator": generator, "config": asdict(cfg),
-                                      "note": "written by emorepro; the directory may be replaced by a re-generation"})
 
 
 def _dialogs(session: int) -> list[tuple[str, str]]:
@@ -296,7 +241,7 @@ def synthesize_iemocap(out_root: str | Path, cfg: SynthConfig, *, overwrite: boo
     overwrite : replace an earlier synthetic corpus (the Snakemake rule owns its output folder
         and re-generates it when its parameters change); the old tree is removed only after the
         new one is complete.  Anything that is not an earlier synthetic corpus (see
-        :func:`check_synth_target`) is refused whatever ``overwrite`` says.
+        :func:`emorepro.corpus.synth_guard.check_target`) is refused whatever ``overwrite`` says.
 
     Returns
     -------
@@ -307,7 +252,7 @@ def synthesize_iemocap(out_root: str | Path, cfg: SynthConfig, *, overwrite: boo
     >>> synthesize_iemocap("results/demo/IEMOCAP_full_release", SynthConfig(seed=0))  # doctest: +SKIP
     """
     out_root = Path(out_root)
-    if check_synth_target(out_root, IEMOCAP_LAYOUT) and not overwrite:
+    if check_target(out_root, GENERATOR, IEMOCAP_LAYOUT) and not overwrite:
         raise InputError(f"{out_root}: output directory exists and is not empty (an earlier synthetic corpus; "
                          "overwrite=True replaces it)")
     if shutil.which("espeak-ng") is None:
@@ -348,14 +293,9 @@ def synthesize_iemocap(out_root: str | Path, cfg: SynthConfig, *, overwrite: boo
                                  noise_seed=int(rng.integers(2**31))))
                 t += 3.0 + float(rng.uniform(0.2, 1.5))
 
-    tmp_parent = out_root.parent
-    tmp_parent.mkdir(parents=True, exist_ok=True)
-    # Build in a temp dir next to the target and rename at the end: no partial corpus on failure.
-    with tempfile.TemporaryDirectory(dir=tmp_parent, prefix=f".{out_root.name}.") as tmp:
-        tmp = Path(tmp)
-        stage = tmp / "tree"
-        espeak_tmp = tmp / "espeak"
-        espeak_tmp.mkdir()
+    # Built next to the target and swapped in at the end: no partial corpus on failure, and only a tree of
+    # this generator is ever replaced (:mod:`.synth_guard`).
+    with staged_tree(out_root, GENERATOR, IEMOCAP_LAYOUT, cfg) as (stage, espeak_tmp):
 
         def render(u: dict) -> float:
             x = _espeak(u["text"], u["voice"], u["pitch"], u["rate"], u["amp"], espeak_tmp, u["utt_id"])
@@ -374,10 +314,6 @@ def synthesize_iemocap(out_root: str | Path, cfg: SynthConfig, *, overwrite: boo
         _write_text_files(stage, plan)
         summary = _summary(plan, cfg)
         write_json(stage / "synth_summary.json", summary)
-        write_synth_marker(stage, "emorepro.corpus.synth.synthesize_iemocap", cfg)
-        if out_root.exists():   # empty, or an earlier generation checked above: moved away, deleted with tmp
-            out_root.rename(tmp / "previous")
-        stage.rename(out_root)
     return summary
 
 

@@ -41,6 +41,8 @@ from .synth_guard import staged_tree
 log = logging.getLogger(__name__)
 
 GENERATOR = "emorepro.corpus.synth_jtes"
+#: top-level entries of a generated tree (glob patterns; see :mod:`.synth_guard`)
+LAYOUT = ("wav", "sentences.tsv", "synth_summary.json")
 EMOTIONS = ("ang", "joy", "neu", "sad")                    # the release's directory names
 PROSODY_OF = {"ang": "ang", "joy": "hap", "neu": "neu", "sad": "sad"}
 VARIANTS = {"f": ["f1", "f2", "f3", "f4", "f5"], "m": ["m1", "m2", "m3", "m4", "m5", "m6", "m7"]}
@@ -151,7 +153,7 @@ def synthesize_jtes(out_root: str | Path, cfg: JtesSynthConfig) -> dict:
         raise RuntimeError("espeak-ng is not installed; run scripts/install.sh (apt package espeak-ng)")
     plan = plan_jtes(cfg)
     # Built next to the target and swapped in at the end: no partial corpus on failure.
-    with staged_tree(out_root, GENERATOR) as (stage, espeak_tmp):
+    with staged_tree(out_root, GENERATOR, LAYOUT, cfg) as (stage, espeak_tmp):
 
         def render(u: dict) -> float:
             import soundfile as sf

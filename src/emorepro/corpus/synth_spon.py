@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,16 +38,12 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from ..io import InputError, write_csv, write_json
-from .synth import (
-    ESPEAK_RATE,
-    PROSODY,
-    SAMPLE_RATE,
-    check_synth_target,
-    espeak_wav,
-    write_synth_marker,
-)
+from .synth import ESPEAK_RATE, PROSODY, SAMPLE_RATE, espeak_wav
+from .synth_guard import check_target, staged_tree
 
 log = logging.getLogger(__name__)
+
+GENERATOR = "emorepro.corpus.synth_spon.synthesize_spon"
 
 PHONE_RATE = 8_000                 # narrow-band telephone
 PHONE_BAND = (300.0, 3400.0)       # ITU-T telephone band (Hz)
@@ -176,7 +171,7 @@ def synthesize_spon(out_csv: str | Path, cfg: SponSynthConfig) -> dict:
     Parameters
     ----------
     out_csv : the manifest to write; its folder must not exist yet, be empty, or hold an earlier
-        generated corpus (:func:`emorepro.corpus.synth.check_synth_target`), which is replaced.
+        generated corpus (:func:`emorepro.corpus.synth_guard.check_target`), which is replaced.
     cfg : size, label mix, channel and seed.
 
     Returns
@@ -189,17 +184,14 @@ def synthesize_spon(out_csv: str | Path, cfg: SponSynthConfig) -> dict:
     """
     out_csv = Path(out_csv)
     out_dir = out_csv.parent
-    check_synth_target(out_dir, ("wav", out_csv.name, "synth_summary.json"))
+    layout = ("wav", out_csv.name, "synth_summary.json")
+    check_target(out_dir, GENERATOR, layout)
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed; run scripts/install.sh (apt package espeak-ng)")
     plan = plan_spon(cfg)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # Build next to the target and rename at the end: no partial corpus on failure.
-    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
-        tmp = Path(tmp)
-        stage, espeak_tmp = tmp / "tree", tmp / "espeak"
-        (stage / "wav").mkdir(parents=True)
-        espeak_tmp.mkdir()
+    # Built next to the target and swapped in at the end: no partial corpus on failure (:mod:`.synth_guard`).
+    with staged_tree(out_dir, GENERATOR, layout, cfg) as (stage, espeak_tmp):
+        (stage / "wav").mkdir()
 
         def render(u: dict) -> float:
             import soundfile as sf
@@ -224,8 +216,4 @@ def synthesize_spon(out_csv: str | Path, cfg: SponSynthConfig) -> dict:
                        "sample_rate": SAMPLE_RATE, "band_limited_at": PHONE_RATE, "band_hz": list(PHONE_BAND),
                        "codec": "mu-law 8 bit"}}
         write_json(stage / "synth_summary.json", summary)
-        write_synth_marker(stage, "emorepro.corpus.synth_spon.synthesize_spon", cfg)
-        if out_dir.exists():   # empty, or an earlier generation (Snakemake re-runs the rule): moved away, then deleted
-            out_dir.rename(tmp / "previous")
-        stage.rename(out_dir)
     return summary
