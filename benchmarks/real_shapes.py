@@ -253,7 +253,14 @@ def main(argv=None) -> int:
     man = pd.read_csv(args.manifest, keep_default_na=False)
     man = man[man["label"] != ""]
     texts = [t for t in man["transcript"] if t]
-    pick = man.sort_values("duration", ascending=False).head(args.batch + 2)
+    # the longest utterances for training; validation and test: the longest of two other speakers (a fold
+    # never shares a speaker between its splits: run_training refuses a leak)
+    by_len = man.sort_values("duration", ascending=False)
+    train_rows = by_len.head(args.batch)
+    rest = by_len[~by_len["speaker"].isin(train_rows["speaker"])]
+    val_row = rest.head(1)
+    test_row = rest[rest["speaker"] != val_row["speaker"].iloc[0]].head(1)
+    pick = pd.concat([train_rows, val_row, test_row])
     exps = {r: cfg["experiments"][r.split("/")[0]][r.split("/")[1]] for r in args.rows}
     ckpts = ensure_checkpoints({enc for e in exps.values() for enc in e["inputs"].values()}, cfg,
                                Path(args.ckpt_dir), texts)
