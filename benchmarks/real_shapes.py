@@ -253,14 +253,23 @@ def main(argv=None) -> int:
     man = pd.read_csv(args.manifest, keep_default_na=False)
     man = man[man["label"] != ""]
     texts = [t for t in man["transcript"] if t]
-    # the longest utterances for training; validation and test: the longest of two other speakers (a fold
-    # never shares a speaker between its splits: run_training refuses a leak)
+    # The longest utterances, each of a class not picked yet while one is left (the run refuses a class that never
+    # occurs); validation and test from two speakers the training utterances do not share (it refuses a leak too).
     by_len = man.sort_values("duration", ascending=False)
-    train_rows = by_len.head(args.batch)
-    rest = by_len[~by_len["speaker"].isin(train_rows["speaker"])]
-    val_row = rest.head(1)
-    test_row = rest[rest["speaker"] != val_row["speaker"].iloc[0]].head(1)
-    pick = pd.concat([train_rows, val_row, test_row])
+    chosen: list = []
+
+    def take(pool):
+        left = pool[~pool["label"].isin([r["label"] for r in chosen])]
+        row = (left if len(left) else pool).iloc[0]
+        chosen.append(row)
+        return row
+
+    for _ in range(args.batch):
+        take(by_len[~by_len["utt_id"].isin([r["utt_id"] for r in chosen])])
+    train_spk = {r["speaker"] for r in chosen}
+    val_row = take(by_len[~by_len["speaker"].isin(train_spk)])
+    take(by_len[~by_len["speaker"].isin(train_spk | {val_row["speaker"]})])
+    pick = pd.DataFrame(chosen)
     exps = {r: cfg["experiments"][r.split("/")[0]][r.split("/")[1]] for r in args.rows}
     ckpts = ensure_checkpoints({enc for e in exps.values() for enc in e["inputs"].values()}, cfg,
                                Path(args.ckpt_dir), texts)
