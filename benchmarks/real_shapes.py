@@ -60,8 +60,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 # Lee et al.: sc_iemocap is every system's FE (HuBERT-large fine-tuned) + EC; MTL / DANN add a 4 KB linear DC.
-ROWS = ["ispas2023/rob_mt", "ispas2023/deb_mt", "ispas2023/deb_sa_cra_q_rmm_mt", "lee2023/sc_iemocap", "ghosh2022/mmer"]
+ROWS = ["ispas2023/rob_mt", "ispas2023/deb_mt", "ispas2023/deb_sa_cra_q_rmm_mt", "lee2023/sc_iemocap", "ghosh2022/mmer",
+        "pan2024/stage1", "pan2024/retrain_l3", "pan2024/gmp_ams_l3"]
 MODES = ["finetune", "frozen"]
+#: families that train only from raw audio (no frozen-cache mode): Pan et al.'s GMP-ATL stages
+FINETUNE_ONLY = {"gmp_atl", "gmp_atl_retrain"}
 
 
 def _config() -> dict:
@@ -132,8 +135,15 @@ def run_one(job: dict) -> dict:
     work = Path(job["work"])
     e, mode = job["experiment"], job["mode"]
     train = dict(e["train"])
-    train.update(epochs=job["steps"] + 1, batch_size=job["batch"], eval_every=10 ** 6)   # threads: set_num_threads
-    caches = {}
+    train.update(epochs=job["steps"] + 1, batch_size=job["batch"], eval_every=10 ** 6)   # threads: run_training's
+    caches, extra = {}, {}
+    # A stage that starts from its parent (init_from) starts here from the random real-shaped weights: same
+    # shapes, same cost.  A stage reading pseudo-labels (Pan et al.'s retraining) gets random labels of the
+    # real scales (pseudo_labels.<set>.ks) for the benchmark's training utterances.
+    train.pop("init_from", None)
+    train.pop("init_modules", None)
+    if e.get("pseudo_labels"):
+        extra["pseudo_labels"] = _random_frame_labels(job, work)
     if mode == "finetune":
         train["finetune"] = {role: {**(opts or {}), "checkpoint": job["checkpoints"][e["inputs"][role]],
                                     "gradient_checkpointing": job["grad_ckpt"]}
@@ -179,8 +189,8 @@ def run_one(job: dict) -> dict:
         s = T.run_training(manifest_csv=job["manifest"], folds_csv=job["folds"], caches=caches, fold=1, seed=1,
                            classes=["neu", "hap", "ang", "sad"], model=e["model"], model_params=e["model_params"],
                            train=train, out_dir=str(work / "run"), device="cpu",
-                           extra_inputs={"aug_copies": aug["copies"]} if aug else None,
-                           audio_manifests=[aug["manifest"]] if aug else ())
+                           extra_inputs={**extra, **({"aug_copies": aug["copies"]} if aug else {})},
+                           audio_manifests=[aug["manifest"]] if aug else (), threads=job["threads"])
     handle.remove()
     dt = [b - a for a, b in itertools.pairwise(steps)]
     per_step = statistics.median(dt) if dt else float("nan")
@@ -188,6 +198,32 @@ def run_one(job: dict) -> dict:
             "peak_rss_mb": _rss_mb(), "rss_loaded_mb": rss_loaded[0], "run_dir_bytes": s["run_dir_bytes"],
             "saved_activation_bytes": saved["peak"], "seconds": time.time() - t0,
             "files": sorted(p.name for p in (work / "run").iterdir())}
+
+
+def _random_frame_labels(job: dict, work: Path) -> str:
+    """A frame-label file (emorepro.frame_labels) of uniform random clusters at the real scales."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from emorepro.audio import WavSource
+    from emorepro.encoders.finetune import load_finetune_encoder
+    from emorepro.frame_labels import write_frame_labels
+
+    m = pd.read_csv(job["manifest"], keep_default_na=False)
+    f = pd.read_csv(job["folds"])
+    utts = f.loc[f["split"] == "train", "utt_id"].tolist()
+    role, opts = next(iter(job["experiment"]["train"]["finetune"].items()))
+    enc = load_finetune_encoder(role, {**opts, "checkpoint": job["checkpoints"][job["experiment"]["inputs"][role]]})
+    src = WavSource(m)
+    n = enc.frame_lengths(torch.tensor([len(src(u)) for u in utts])).tolist()
+    rng = np.random.default_rng(0)
+    ks = job["ks"]
+    out = work / "labels.npz"
+    write_frame_labels(out, utts, n, {k: rng.integers(0, k, sum(n)) for k in ks}, fold=1, seed=1,
+                       layer=job["experiment"]["pseudo_labels"]["layer"], hop_samples=enc.hop_samples,
+                       source_state_sha256="random")
+    return str(out)
 
 
 # --------------------------------------------------------------------------- driver
@@ -267,7 +303,8 @@ def main(argv=None) -> int:
         pd.DataFrame({"aug_id": copies["utt_id"], "source_utt": sub["utt_id"], "source_speaker": sub["speaker"],
                       "target_speaker": copies["speaker"]}).to_csv(work_root / "copies.csv", index=False)
         aug = {"manifest": str(work_root / "aug_manifest.csv"), "copies": str(work_root / "copies.csv")}
-    need = {enc for e in exps.values() for role, enc in e["inputs"].items()
+    # Pan et al.'s families read fine-tuned encoders only: no cache for them
+    need = {enc for e in exps.values() if e["model"] not in FINETUNE_ONLY for role, enc in e["inputs"].items()
             if "frozen" in args.modes or role not in (e["train"].get("finetune") or {})}
     caches, aug_caches, extraction = {}, {}, {}
     for enc in sorted(need):
@@ -287,6 +324,8 @@ def main(argv=None) -> int:
     results = []
     for row, e in exps.items():
         for mode in args.modes:
+            if mode == "frozen" and e["model"] in FINETUNE_ONLY:
+                continue
             for grad_ckpt in ([False, True] if mode == "finetune" and not args.no_grad_ckpt else [False]):
                 work = work_root / f"{row.replace('/', '_')}_{mode}_{int(grad_ckpt)}"
                 work.mkdir()
@@ -294,7 +333,9 @@ def main(argv=None) -> int:
                        "aug_caches": aug_caches, "aug": aug,
                        "work": str(work), "manifest": str(work_root / "manifest.csv"),
                        "folds": str(work_root / "folds.csv"), "steps": args.steps, "batch": args.batch,
-                       "threads": args.threads}
+                       "threads": args.threads,
+                       "ks": (cfg.get("pseudo_labels") or {}).get((e.get("pseudo_labels") or {}).get("name"), {})
+                       .get("ks")}
                 r = sub_run(job, work, f"{row} {mode}")
                 r.update(row=row, mode=mode + ("+ckpt" if grad_ckpt else ""), batch_cfg=int(e["train"]["batch_size"]))
                 r["gpu_est_gb"] = gpu_estimate(r, r["batch_cfg"], args.batch)

@@ -169,6 +169,8 @@ def train_inputs(wc):
     if e["train"].get("init_from"):  # a run starts from its parent's run of the same fold and seed
         paper, _, variant = e["train"]["init_from"].partition("/")
         inputs["parent_model"] = f"{run_dir(paper, variant, wc.fold, wc.seed)}/model.pt"
+    if e.get("pseudo_labels"):  # extra_<name>: a file the recipe reads as ctx.extra_inputs[<name>]
+        inputs["extra_pseudo_labels"] = pseudo_labels_path(e["pseudo_labels"], wc.fold, wc.seed)
     return inputs
 
 
@@ -374,6 +376,45 @@ def init_from_parents():
     }
 
 
+def pseudo_labels_path(ref, fold, seed):
+    """The frame labels of pseudo-label set ref["name"] at layer ref["layer"] for one fold and seed."""
+    return f"{RESULTS}/pseudo_labels/{ref['name']}/fold{fold}/seed{seed}/layer{ref['layer']}.npz"
+
+
+def pseudo_label_inputs(name):
+    """Input function of set `name`: the source run's model.pt (same fold and seed), and the manifest and
+    fold file it trained on."""
+
+    def get(wc):
+        paper, _, variant = config["pseudo_labels"][name]["source"].partition("/")
+        e = experiment(paper, variant)
+        return {
+            "model": f"{run_dir(paper, variant, wc.fold, wc.seed)}/model.pt",
+            "manifest": f"{RESULTS}/{e['corpus']}/manifest.csv",
+            "folds": f"{RESULTS}/{e['corpus']}/folds/{e['protocol']}.csv",
+        }
+
+    return get
+
+
+def pseudo_label_outputs(name):
+    """Set `name`'s label files of one job: every layer (group_layers: one encoder pass) or one ({layer})."""
+    s = config["pseudo_labels"][name]
+    layers = s["layers"] if s.get("group_layers") else ["{layer}"]
+    return [pseudo_labels_path({"name": name, "layer": L}, "{fold}", "{seed}") for L in layers]
+
+
+def pseudo_label_resource(name, key, default):
+    v = (config["pseudo_labels"][name].get("resources") or {}).get(key)
+    return default if v is None else v
+
+
+def keeps_model(paper, variant):
+    """Runs another step starts from (init_from) or clusters (a pseudo-label set's source) keep their weights."""
+    sources = {s["source"] for s in (config.get("pseudo_labels") or {}).values()}
+    return f"{paper}/{variant}" in init_from_parents() | sources
+
+
 def train_params(wc):
     """The experiment's `train`, completed where the workflow knows more than the experiment:
     the checkpoint of each fine-tuned role (from encoders.<inputs.role>), and keep_model for parents."""
@@ -387,7 +428,7 @@ def train_params(wc):
         }
         for role, opts in (t.get("finetune") or {}).items()
     }
-    if f"{wc.paper}/{wc.variant}" in init_from_parents():
+    if keeps_model(wc.paper, wc.variant):
         t["keep_model"] = True
     return t
 

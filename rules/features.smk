@@ -8,7 +8,8 @@ rule demo_checkpoint:
         done=update(f"{RESULTS}/checkpoints/demo/{{encoder}}/demo_checkpoint.json"),
     params:
         family=lambda wc: config["encoders"][wc.encoder]["family"],
-        demo=lambda wc: config["encoders"][wc.encoder]["demo"],
+        # `config` (config.json overrides, e.g. num_hidden_layers) only when set: other encoders' params stay as they were
+        demo=lambda wc: {k: v for k, v in config["encoders"][wc.encoder]["demo"].items() if k != "config" or v},
     log:
         f"{RESULTS}/logs/demo_checkpoint/{{encoder}}.log",
     conda:

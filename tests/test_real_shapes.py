@@ -137,7 +137,7 @@ def test_every_finetuning_family_steps_on_base_size_checkpoints(audio, base_chec
         x = 0.1 * np.random.default_rng(i).standard_normal(n).astype(np.float32)
         sf.write(tmp_path / f"u{i}.wav", x, 16000, subtype="PCM_16")
         rows.append({"utt_id": f"u{i}", "wav": str(tmp_path / f"u{i}.wav"), "label": label, "transcript": TEXTS[i],
-                     "valence_norm": 0.5, "arousal_norm": 0.25 + 0.5 * i})
+                     "valence_norm": 0.5, "arousal_norm": 0.25 + 0.5 * i, "gender": "FM"[i]})
     manifest = pd.DataFrame(rows).set_index("utt_id", drop=False)
     ckpt = {"audio": base_checkpoints / audio, "text": base_checkpoints / "roberta-base"}
     families = [name for name, entry in MODELS.items() if entry.recipe.finetune_roles]
@@ -154,16 +154,31 @@ def test_every_finetuning_family_steps_on_base_size_checkpoints(audio, base_chec
         cfg = TrainConfig(**{**train, "batch_size": 2})
         set_determinism(1, 2)
         encoders = {role: load_finetune_encoder(role, opts, seed=1) for role, opts in cfg.finetune.items()}
+        extra = {}
+        if e.get("pseudo_labels"):   # Pan et al.'s retraining: random frame labels of the real scales
+            from emorepro.frame_labels import write_frame_labels
+
+            ks = [64, 512, 4096]
+            n = encoders["audio"].frame_lengths(torch.tensor([12000, 20000])).tolist()
+            extra["pseudo_labels"] = str(tmp_path / f"{name}_labels.npz")
+            write_frame_labels(extra["pseudo_labels"], ["u0", "u1"], n,
+                               {k: np.random.default_rng(k).integers(0, k, sum(n)) for k in ks}, fold=1, seed=1,
+                               layer=-3, hop_samples=encoders["audio"].hop_samples, source_state_sha256="random")
         ctx = RunContext(manifest=manifest, splits={"train": ["u0", "u1"], "val": [], "test": []},
                          classes=["neu", "hap", "ang", "sad"], caches={}, model_params=dict(e["model_params"]), cfg=cfg,
-                         seed=1, device="cpu", encoders=encoders, audio=WavSource(manifest), fold=1)
+                         seed=1, device="cpu", encoders=encoders, audio=WavSource(manifest), fold=1,
+                         extra_inputs=extra)
         recipe = entry.recipe(ctx)
         net = recipe.build().train()
         b = recipe.batch("train", np.arange(2))
         out = net(**{k: b[k] for k in recipe.input_keys if k in b})   # as the engine's _forward
         loss = recipe.loss(out, b, 1)
         loss.backward()
-        assert torch.isfinite(loss) and out["logits"].shape == (2, 4)
+        assert torch.isfinite(loss)
+        if "frames" in out:   # a masked-prediction stage: one (B, T, K) output per scale, no utterance logits
+            assert [x.shape[-1] for x in out["frames"][0]] == [64, 512, 4096]
+        else:
+            assert out["logits"].shape == (2, 4)
         for role, enc in encoders.items():
             grads = [p.grad for p in enc.model.encoder.parameters()]
             assert any(g is not None and g.abs().sum() > 0 for g in grads), (name, role)

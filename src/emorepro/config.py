@@ -66,7 +66,8 @@ def _experiments(config: Config) -> Iterator[tuple[str, Mapping[str, Any]]]:
 def check_names(config: Config) -> Problems:
     """Names that become path wildcards must match the workflow's wildcard constraints."""
     groups = {"corpora": config.get("corpora"), "protocols": config.get("protocols"),
-              "encoders": config.get("encoders"), "experiments": config.get("experiments")}
+              "encoders": config.get("encoders"), "experiments": config.get("experiments"),
+              "pseudo_labels": config.get("pseudo_labels")}
     for group, entries in groups.items():
         for name in entries or {}:
             if not NAME.fullmatch(name):
@@ -202,12 +203,46 @@ def check_training_chain(config: Config) -> Problems:
         if pe is None:
             yield f"{key}.train.init_from", f"{parent!r} is not an experiment"
             continue
-        if (pe["corpus"], pe["protocol"]) != (e["corpus"], e["protocol"]):
-            yield (f"{key}.train.init_from", f"{parent!r} runs on {pe['corpus']}/{pe['protocol']}, this experiment on "
-                   f"{e['corpus']}/{e['protocol']}: a run starts from the same fold of the same folds")
-        missing = sorted(set(e["seeds"]) - set(pe["seeds"]))
-        if missing:
-            yield f"{key}.train.init_from", f"{parent!r} has no run for seed(s) {missing}"
+        yield from _same_runs(f"{key}.train.init_from", parent, pe, e)
+
+
+def _same_runs(key: str, parent: str, pe: Mapping[str, Any], e: Mapping[str, Any]) -> Problems:
+    """Experiment ``e`` reads, per fold and seed, the run of ``parent`` (experiment ``pe``) of the same fold and seed."""
+    if (pe["corpus"], pe["protocol"]) != (e["corpus"], e["protocol"]):
+        yield (key, f"{parent!r} runs on {pe['corpus']}/{pe['protocol']}, this experiment on "
+               f"{e['corpus']}/{e['protocol']}: a run reads the same fold of the same folds")
+    missing = sorted(set(e["seeds"]) - set(pe["seeds"]))
+    if missing:
+        yield key, f"{parent!r} has no run for seed(s) {missing}"
+
+
+def check_pseudo_labels(config: Config) -> Problems:
+    """A pseudo-label set clusters the encoder of an experiment that fine-tunes its `role`; an experiment reading
+    a set's labels names one of its layers and runs on the source's corpus and folds, with a source run per seed."""
+    sets = config.get("pseudo_labels") or {}
+    for name, s in sets.items():
+        src = _experiment(config, s["source"])
+        if src is None:
+            yield f"pseudo_labels.{name}.source", f"{s['source']!r} is not an experiment"
+        elif s.get("role", "audio") not in ((src.get("train") or {}).get("finetune") or {}):
+            yield (f"pseudo_labels.{name}.role", f"{s['source']!r} does not train a {s.get('role', 'audio')!r} "
+                   "encoder (train.finetune): there is no run encoder to cluster")
+        if len(set(s["layers"])) != len(s["layers"]) or len(set(s["ks"])) != len(s["ks"]):
+            yield f"pseudo_labels.{name}", "layers and ks must not repeat a value"
+    for key, e in _experiments(config):
+        ref = e.get("pseudo_labels")
+        if not ref:
+            continue
+        s = sets.get(ref["name"])
+        if s is None:
+            yield f"{key}.pseudo_labels.name", f"{ref['name']!r} is not a key of pseudo_labels"
+            continue
+        if ref["layer"] not in s["layers"]:
+            yield f"{key}.pseudo_labels.layer", f"{ref['layer']} is not one of pseudo_labels.{ref['name']}.layers {s['layers']}"
+        src = _experiment(config, s["source"])
+        if src is None:
+            continue
+        yield from _same_runs(f"{key}.pseudo_labels", f"{s['source']} (the labels' source)", src, e)
 
 
 def check_fusion(config: Config) -> Problems:
@@ -329,7 +364,7 @@ def check_schema(config: Config, schema_yaml: str) -> None:
 
 CHECKS: tuple[Callable[[Config], Problems], ...] = (
     check_names, check_corpora, check_augmented_corpora, check_encoders, check_experiments, check_training_chain,
-    check_fusion, check_tables, check_corpus_tables, check_papers, check_experiment_augment, check_figures)
+    check_pseudo_labels, check_fusion, check_tables, check_corpus_tables, check_papers, check_experiment_augment, check_figures)
 
 
 def check_config(config: Config, workdir: str | None = None) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -276,9 +277,10 @@ def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, Any], outpu
     ``train_params["finetune"]`` are read from their checkpoint directories instead; ``parent_model``
     is the ``model.pt`` of the run ``train.init_from`` starts from.  ``outputs``: the rule's declared
     ``predictions``, ``log_csv``, ``model`` and ``provenance`` (the run directory's sidecar).
-    ``extra_inputs``: named files the recipe reads (MMER: ``aug_copies``, the augmented corpus's copies
-    sidecar); ``audio_manifests``: manifests of utterances outside the folds whose wavs the recipe may
-    read (MMER: the augmented corpus).  Both are checked and recorded like the other inputs.
+    ``extra_inputs``: named files the recipe reads through ``ctx.extra_inputs`` (MMER: ``aug_copies``, the
+    augmented corpus's copies sidecar; GMP-ATL: ``pseudo_labels``, its frame labels); ``audio_manifests``:
+    manifests of utterances outside the folds whose wavs the recipe may read (MMER: the augmented corpus).
+    Both are checked against their sidecars and recorded like the other inputs.
 
     Before training: the manifest, the fold file and every cache (shards included) are checked
     against their sidecars, and the fold file's soundness (no leak, every utterance tested once)
@@ -344,6 +346,85 @@ def train_seeds(*, seeds: Sequence[int], outputs: Sequence[Mapping[str, str]], p
     for i, seed in enumerate(seeds):
         log.info("seed %d (%d of %d)", seed, i + 1, len(seeds))
         train(seed=int(seed), outputs=outputs[i], parent_model=parent_models[i] if parent_models else None, **kwargs)
+def pseudo_labels(source_model: str, manifest_csv: str, folds_csv: str, out_npz: Sequence[str] | str, *, name: str,
+                  fold: int, seed: int, layers: Sequence[int] | int, role: str, ks: Sequence[int],
+                  kmeans: Mapping[str, Any] | None = None, kmeans_seed: int = 0, batch_size: int = 8, threads: int = 1,
+                  device: str | None = None) -> list[dict]:
+    """GMP-ATL's frame labels of one fold x seed, for each layer of ``layers`` (:mod:`emorepro.pseudo_labels`).
+
+    ``source_model``: the ``model.pt`` of the source run (stage 1) of this fold and seed; its encoder
+    (kept as ``encoder_<role>/``, or the checkpoint it stayed frozen at) gives the frame features of
+    ``hidden_states[L]`` of the fold's **training** utterances (one encoder pass for every layer),
+    clustered once per K in ``ks``.  ``out_npz[i]`` receives layer ``layers[i]``'s labels
+    (:mod:`emorepro.frame_labels`) and its own sidecar: the source model and the encoder files, the
+    manifest and the fold file as inputs; per K the fit's summary.  Returns the sidecars' ``kmeans`` lists."""
+    import pandas as pd
+    import torch
+
+    from .audio import WavSource
+    from .folds import check_folds
+    from .frame_labels import write_frame_labels
+    from .pseudo_labels import encode_frames, fit_kmeans, kmeans_options, options_record, source_encoder
+    from .pseudo_labels import kmeans_seed as derive_seed
+
+    started = now()
+    key = f"pseudo_labels.{name}"
+    layers = [int(layers)] if isinstance(layers, int) else [int(x) for x in layers]
+    outs = [out_npz] if isinstance(out_npz, (str, os.PathLike)) else [str(x) for x in out_npz]
+    if len(outs) != len(layers) or len(set(layers)) != len(layers):
+        raise ValueError(f"{key}: {len(outs)} output files for layers {layers} (one file per distinct layer)")
+    opts = kmeans_options(kmeans)
+    if len(set(ks)) != len(ks) or any(int(k) < 2 for k in ks):
+        raise InputError(f"config: {key}.ks: distinct cluster counts >= 2, got {list(ks)}")
+    check_against_sidecar(manifest_csv)
+    check_against_sidecar(folds_csv)
+    run_rec = check_against_sidecar(source_model)          # the source run's provenance.json
+    src = source_encoder(source_model, role, fold=fold, seed=seed)
+    resolved = ((run_rec.get("summary") or {}).get("encoders") or {}).get(role) or {}
+    manifest = pd.read_csv(manifest_csv, keep_default_na=False)
+    folds = pd.read_csv(folds_csv)
+    check_folds(folds, manifest[manifest["label"] != ""], where=folds_csv)
+    f = folds[folds["fold"] == fold]
+    if f.empty:
+        raise InputError(f"{folds_csv}: no rows for fold {fold}")
+    m = manifest.set_index("utt_id", drop=False)
+    train_ids = f.loc[f["split"] == "train", "utt_id"].tolist()          # never the val or test split
+    utts = sorted(train_ids, key=lambda u: (-float(m.at[u, "duration"]), u))
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(max(1, threads))
+    t0 = time.time()
+    Xs, lengths, hop, n_hidden = encode_frames(src["checkpoint"], WavSource(m), utts, layers=layers,
+                                               options={"do_normalize": resolved.get("do_normalize")}, device=device,
+                                               batch_size=batch_size, seed=seed)
+    t_encode = time.time() - t0
+    log.info("fold %d seed %d layers %s: %d training utterances, %d frames x %d, encoded in %.1f s", fold, seed,
+             layers, len(utts), len(Xs[0]), Xs[0].shape[1], t_encode)
+    inputs: dict[str, Any] = {"source_model": [source_model, *src["files"]], "manifest": manifest_csv,
+                              "folds": folds_csv}
+    if not src["kept"] and Path(src["checkpoint"]).is_dir():   # a frozen source: the checkpoint itself
+        inputs["checkpoint"] = src["checkpoint"]
+    every = []
+    for layer, X, out in zip(layers, Xs, outs):
+        labels, infos = {}, []
+        for k in ks:
+            labels[int(k)], info = fit_kmeans(X, int(k), random_state=derive_seed(kmeans_seed, seed, fold, layer, int(k)),
+                                              opts=opts, threads=threads, key=key)
+            infos.append(info)
+        write_frame_labels(out, utts, lengths, labels, fold=fold, seed=seed, layer=layer, hop_samples=hop,
+                           source_state_sha256=src["state_sha256"])
+        write_provenance(out, rule="pseudo_labels", seed=seed,
+                         params={"name": name, "fold": fold, "layer": layer, "layers_of_job": layers, "role": role,
+                                 "ks": [int(k) for k in ks], "kmeans": options_record(opts), "kmeans_seed": kmeans_seed,
+                                 "batch_size": batch_size, "threads": threads},
+                         inputs=inputs, outputs=[out], started=started,
+                         extra={"kmeans": infos, "split": "train",
+                                "source": {"checkpoint": src["checkpoint"], "kept": src["kept"],
+                                           "state_sha256": src["state_sha256"],
+                                           "do_normalize": resolved.get("do_normalize"), "n_hidden_states": n_hidden},
+                                "frames": {"n_utterances": len(utts), "n_frames": int(len(X)), "dim": int(X.shape[1]),
+                                           "hop_samples": hop, "encode_seconds": round(t_encode, 3), "device": device}})
+        every.append(infos)
+    return every
 
 
 def score(pred_csv: str, out_json: str, *, classes: Sequence[str], fold: int, seed: int,
@@ -460,8 +541,10 @@ def confusion_panels(metrics: Mapping[str, Sequence[str]], *, classes: Sequence[
 
 
 def demo_checkpoint(done_json: str, *, family: str, seed: int = 0, size: str = "tiny",
-                    texts_from: str | None = None, manifest_csv: str | None = None) -> None:
-    """Write a tiny random-initialised checkpoint directory (the demo's stand-in for a real one)."""
+                    texts_from: str | None = None, manifest_csv: str | None = None,
+                    config: Mapping[str, Any] | None = None) -> None:
+    """Write a tiny random-initialised checkpoint directory (the demo's stand-in for a real one);
+    ``config``: config.json fields over the size's defaults (e.g. ``num_hidden_layers: 8``)."""
     import pandas as pd
 
     from .encoders.demo import make_demo_checkpoint
@@ -472,10 +555,11 @@ def demo_checkpoint(done_json: str, *, family: str, seed: int = 0, size: str = "
     if manifest_csv:
         check_against_sidecar(manifest_csv)
         texts = [t for t in pd.read_csv(manifest_csv, keep_default_na=False)["transcript"] if t]
-    make_demo_checkpoint(family, str(out_dir), seed, texts=texts, size=size)
+    make_demo_checkpoint(family, str(out_dir), seed, texts=texts, size=size, config_overrides=dict(config or {}))
     files = sorted(p for p in out_dir.iterdir() if p.is_file() and not p.name.endswith(".prov.json"))
     write_provenance(done_json, rule="demo_checkpoint", seed=seed,
-                     params={"family": family, "size": size, "texts_from": texts_from},
+                     params={"family": family, "size": size, "texts_from": texts_from,
+                             **({"config": dict(config)} if config else {})},   # as before for the other encoders
                      inputs={"transcripts": [manifest_csv]} if manifest_csv else None, outputs=files,
                      started=started)
 

@@ -4,7 +4,8 @@ One call = one Snakemake job = one GPU job on a cluster.  The run directory rece
 
 * ``predictions.csv``: one row per val/test utterance: ``utt_id, fold, split, label, pred,
   logit_0..logit_{C-1}`` (plus recipe-specific columns, e.g. ``valence_pred``): the format
-  the scorer and the fusion search read;
+  the scorer and the fusion search read (a model whose forward returns no ``logits``, such as a
+  masked-prediction stage, writes the rows without ``pred``/``logit_*``: nothing can score it);
 * ``train_log.csv``: one row per evaluation point (every epoch, or every ``eval_every``
   optimiser steps): epoch, step, training loss, validation (and, for an oracle selection,
   test) scores, and ``selected`` (1 on the row whose weights were kept);
@@ -484,11 +485,12 @@ def run_training(*, manifest_csv: str, folds_csv: str, caches: dict[str, str], f
             emb_outs[split] = outs
         if split == "train":
             continue
-        logits = outs["logits"]
-        df = pd.DataFrame({"utt_id": ctx.splits[split], "fold": fold, "split": split, "label": ctx.labels(split),
-                           "pred": logits.argmax(1)})
-        for c in range(logits.shape[1]):
-            df[f"logit_{c}"] = logits[:, c]
+        df = pd.DataFrame({"utt_id": ctx.splits[split], "fold": fold, "split": split, "label": ctx.labels(split)})
+        logits = outs.get("logits")   # None: a stage that makes no utterance-level prediction (GMP-ATL's retraining)
+        if logits is not None:
+            df["pred"] = logits.argmax(1)
+            for c in range(logits.shape[1]):
+                df[f"logit_{c}"] = logits[:, c]
         for k, v in recipe.extra_columns(split, outs).items():
             if np.ndim(v) == 1:
                 df[k] = v

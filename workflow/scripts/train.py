@@ -17,7 +17,9 @@ train(manifest_csv=inp.manifest, folds_csv=inp.folds,
       fold=int(w.fold), seed=int(w.seed), classes=snakemake.params.classes, model=e["model"],
       model_params=e["model_params"], train_params=t, threads=snakemake.threads,
       parent_model=inp.get("parent_model"),
-      extra_inputs={"aug_copies": inp.aug_copies} if inp.get("aug_copies") else None,
+      # named files the recipe reads: the rule's `extra_<name>` inputs (GMP-ATL's frame labels) and MMER's copies
+      extra_inputs={**{k[len("extra_"):]: v for k, v in inp.items() if k.startswith("extra_")},
+                    **({"aug_copies": inp.aug_copies} if inp.get("aug_copies") else {})},
       audio_manifests=[inp.aug_manifest] if inp.get("aug_manifest") else (),
       run_id={"paper": w.paper, "variant": w.variant, "protocol": w.protocol, "corpus": e["corpus"],
               "inputs": e["inputs"], **({"augment": e["augment"]} if e.get("augment") else {})})

@@ -228,6 +228,8 @@ class FinetuneAudioEncoder(_Finetunable):
         self.do_normalize = do_normalize
         self.min_samples = conv_receptive_field(cfg.conv_kernel, cfg.conv_stride)
         self.frames_per_second = SAMPLE_RATE / float(np.prod(cfg.conv_stride))
+        self.sample_rate = SAMPLE_RATE
+        self.hop_samples = int(np.prod(cfg.conv_stride))        # samples per frame (320 = 20 ms): frame j starts at j * hop
         self.crop_rng = np.random.default_rng([seed, 0xC12C])   # training crops only
         if opts.freeze_cnn or opts.freeze_encoder:
             self._freeze(model.feature_extractor.parameters())
@@ -270,10 +272,12 @@ class FinetuneAudioEncoder(_Finetunable):
         return n
 
     def span_mask(self, frame_mask: torch.Tensor, mask_prob: float, mask_length: int, min_masks: int = 2) -> torch.Tensor:
-        """HuBERT's span masking (``_compute_mask_indices``): span starts drawn with probability
-        ``mask_prob`` per frame, each masking ``mask_length`` frames, within each utterance's
-        real frames.  (B, T) bool -> (B, T) bool.  Draws from numpy's global generator, which the
-        loop seeds with the run seed."""
+        """HuBERT's span masking (``_compute_mask_indices``), within each utterance's real frames.
+        (B, T) bool -> (B, T) bool.  ``mask_prob`` has transformers' (and fairseq's) meaning: about
+        ``mask_prob * T / mask_length`` spans of ``mask_length`` frames start at distinct frames, so
+        HuBERT's "p = 8 % of the frames start a span of 10" is ``mask_prob = 0.8`` (spans overlap: about
+        1 - (1 - 0.08)^10 = 57 % of the frames end up masked).  Draws from numpy's global generator,
+        which the loop seeds with the run seed."""
         from transformers.models.hubert.modeling_hubert import _compute_mask_indices
 
         if getattr(self.model, "masked_spec_embed", None) is None:

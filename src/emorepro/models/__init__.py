@@ -66,6 +66,10 @@ MODELS: dict[str, ModelEntry] = {
                              loss="MMERLoss"),
     "mmer_text": ModelEntry("mmer", "MMERNet", "MMERConfig", "MMERTextRecipe", ("text",), data="MMERData",
                             loss="MMERLoss"),
+    # Pan et al. (GMP-ATL): stages 1 and 3 (head ams|ce, gender head in stage 1), and stage 2's masked prediction.
+    "gmp_atl": ModelEntry("gmp_atl", "GmpHeads", "GmpConfig", "GmpRecipe", ("audio",), loss="GmpLoss"),
+    "gmp_atl_retrain": ModelEntry("gmp_atl", "GmpRetrainNet", "GmpRetrainConfig", "GmpRetrainRecipe", ("audio",),
+                                  data="GmpRetrainData", loss="GmpRetrainLoss"),
 }
 
 
