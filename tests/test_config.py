@@ -341,3 +341,12 @@ def test_cited_rows_labels_figures_and_augment(cfg):
         "figures.ghosh2022_fig2.panels['MMER w/o CTC'].experiment",
         "figures.ghosh2022_fig2.bias_class",
         *[f"experiments.ghosh2022.{v}.augment" for v in ("mmer", "mmer_wo_ctc", "mmer_wo_scl", "mmer_oracle")]])
+
+
+def test_packed_seeds_refuse_experiments_that_read_copies_or_frame_labels(cfg):
+    """A job of several seeds passes no augmented copies or frame labels: such an experiment must train one seed per job."""
+    cfg["experiments"]["ghosh2022"]["mmer"]["seeds_per_job"] = 2
+    cfg["experiments"]["pan2024"]["retrain_l3"]["seeds_per_job"] = 2
+    cfg["experiments"]["zhang2022"]["baseline_act"]["seeds_per_job"] = 2   # reads neither: fine
+    assert sorted(keys(cfg)) == ["experiments.ghosh2022.mmer.seeds_per_job",
+                                 "experiments.pan2024.retrain_l3.seeds_per_job"]

@@ -132,6 +132,16 @@ def check_experiment_augment(config: Config) -> Problems:
                    f"trains on {e['corpus']!r}")
 
 
+def check_seeds_per_job(config: Config) -> Problems:
+    """Several seeds per job (rule train_<paper>_<variant>_seeds<a>_<b>) pass the corpus, its folds, caches and
+    parent runs only: an experiment that also reads augmented copies or frame labels trains one seed per job."""
+    for key, e in _experiments(config):
+        if (e.get("seeds_per_job") or 1) > 1:
+            for k in ("augment", "pseudo_labels"):
+                if e.get(k):
+                    yield f"{key}.seeds_per_job", f"must be 1 for an experiment with `{k}` (packed jobs do not read it)"
+
+
 def check_corpus_tables(config: Config) -> Problems:
     """Corpus-statistics tables (`corpus_tables`) and result tables (`tables`) share results/tables/."""
     for t in config.get("corpus_tables") or {}:
@@ -364,7 +374,8 @@ def check_schema(config: Config, schema_yaml: str) -> None:
 
 CHECKS: tuple[Callable[[Config], Problems], ...] = (
     check_names, check_corpora, check_augmented_corpora, check_encoders, check_experiments, check_training_chain,
-    check_pseudo_labels, check_fusion, check_tables, check_corpus_tables, check_papers, check_experiment_augment, check_figures)
+    check_pseudo_labels, check_fusion, check_tables, check_corpus_tables, check_papers, check_experiment_augment, check_figures,
+    check_seeds_per_job)
 
 
 def check_config(config: Config, workdir: str | None = None) -> None:
