@@ -452,8 +452,13 @@ def seed_chunks(paper, variant):
 
 
 def packed_experiments():
-    """(paper, variant) of the experiments that train several seeds per job (seeds_per_job > 1)."""
-    return [(p, v) for p, v in all_experiments() if (experiment(p, v).get("seeds_per_job") or 1) > 1]
+    """(paper, variant) of the experiments that train several seeds per job (seeds_per_job > 1 and more than
+    one seed: an overlay that leaves one seed, as the end-to-end tests' does, keeps the one-seed jobs)."""
+    return [
+        (p, v)
+        for p, v in all_experiments()
+        if (experiment(p, v).get("seeds_per_job") or 1) > 1 and len(experiment(p, v)["seeds"]) > 1
+    ]
 
 
 def packed_run_files(paper, variant, seeds, name):
