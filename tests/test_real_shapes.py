@@ -137,7 +137,8 @@ def test_every_finetuning_family_steps_on_base_size_checkpoints(audio, base_chec
         x = 0.1 * np.random.default_rng(i).standard_normal(n).astype(np.float32)
         sf.write(tmp_path / f"u{i}.wav", x, 16000, subtype="PCM_16")
         rows.append({"utt_id": f"u{i}", "wav": str(tmp_path / f"u{i}.wav"), "label": label, "transcript": TEXTS[i],
-                     "valence_norm": 0.5, "arousal_norm": 0.25 + 0.5 * i, "gender": "FM"[i]})
+                     "valence_norm": 0.5, "arousal_norm": 0.25 + 0.5 * i, "gender": "FM"[i],
+                     "corpus": ("iemocap", "jtes")[i]})   # a union corpus's column (Lee et al.'s domains)
     manifest = pd.DataFrame(rows).set_index("utt_id", drop=False)
     ckpt = {"audio": base_checkpoints / audio, "text": base_checkpoints / "roberta-base"}
     families = [name for name, entry in MODELS.items() if entry.recipe.finetune_roles]
