@@ -51,3 +51,14 @@ def manifest(synth_root, policy):
 def pytest_addoption(parser):
     parser.addoption("--update-snapshots", action="store_true",
                      help="rewrite tests/snapshots/*.yaml from this run instead of comparing with them")
+
+
+@pytest.fixture(scope="session")
+def hubert(tmp_path_factory):
+    """A tiny random-init HuBERT checkpoint directory (the demo encoder's class), built offline."""
+    pytest.importorskip("transformers")
+    from emorepro.encoders.demo import make_demo_checkpoint
+
+    d = tmp_path_factory.mktemp("ckpt") / "hubert"
+    make_demo_checkpoint("hubert", str(d), seed=0)
+    return d

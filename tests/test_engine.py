@@ -128,16 +128,6 @@ def data(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def hubert(tmp_path_factory):
-    pytest.importorskip("transformers")
-    from emorepro.encoders.demo import make_demo_checkpoint
-
-    d = tmp_path_factory.mktemp("ckpt") / "hubert"
-    make_demo_checkpoint("hubert", str(d), seed=0)
-    return d
-
-
 def run(data, out, *, model="linear_probe", fold=1, seed=1, parent=None, **train):
     cfg = {"epochs": 3, "batch_size": 8, "lr": 0.05, "weight_decay": 0.0, "selection": "last", **train}
     return T.run_training(manifest_csv=str(data / "manifest.csv"), folds_csv=str(data / "folds.csv"), caches={},

@@ -120,16 +120,6 @@ def union(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def hubert(tmp_path_factory):
-    pytest.importorskip("transformers")
-    from emorepro.encoders.demo import make_demo_checkpoint
-
-    d = tmp_path_factory.mktemp("ckpt") / "hubert"
-    make_demo_checkpoint("hubert", str(d), seed=0)
-    return d
-
-
 def _train(union, hubert, out, *, seed=1, fold=1, parent=None, **train):
     cfg = {"epochs": 2, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0, "selection": "last",
            "param_groups": {"heads.": {"lr": 1e-2}}, "finetune": {"audio": {"checkpoint": str(hubert)}}, **train}
