@@ -447,3 +447,21 @@ class _RunsCode:
 
     def __reduce__(self):
         return (open, (self.path, "w"))
+
+
+def test_atomic_dir_replaces_whole_or_not_at_all(tmp_path):
+    """A directory output (checkpoints, kept encoders) is swapped in complete; a failure leaves the old one."""
+    from emorepro.io import atomic_dir
+
+    out = tmp_path / "ckpt"
+    with atomic_dir(out) as d:
+        (d / "a.bin").write_text("1")
+    assert (out / "a.bin").read_text() == "1" and (out.stat().st_mode & 0o777) != 0o700
+    with pytest.raises(RuntimeError, match="boom"), atomic_dir(out) as d:
+        (d / "a.bin").write_text("2")
+        raise RuntimeError("boom")
+    assert (out / "a.bin").read_text() == "1"
+    with atomic_dir(out) as d:
+        (d / "b.bin").write_text("3")
+    assert sorted(p.name for p in out.iterdir()) == ["b.bin"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"], "no temporary directory left behind"

@@ -26,12 +26,10 @@ import copy
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..io import sha256_file, write_json
+from ..io import atomic_dir, sha256_file, write_json
 
 # Where coqui-tts would have unpacked the release: the released config.json holds such paths.
 RELEASE_DIR = "/root/.local/share/tts/tts_models--multilingual--multi-dataset--your_tts"
@@ -40,20 +38,12 @@ GRAPHEMES = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz\u00e0\u00e2\u0
 
 
 def _atomic_dir(out_dir: str | os.PathLike, build: Callable[[Path], dict]) -> dict:
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    """``build`` fills a fresh directory that replaces ``out_dir`` whole (:func:`emorepro.io.atomic_dir`)."""
+    with atomic_dir(out_dir) as tmp:
         info = build(tmp)
         info["files_sha256"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         write_json(tmp / "demo_checkpoint.json", info)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-        return info
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    return info
 
 
 def make_tiny_nllb(out_dir: str | os.PathLike, seed: int, texts: Sequence[str], *, vocab_size: int = 600) -> dict:

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from ..io import make_readable, sha256_file, write_json
+from ..io import atomic_dir, sha256_file, write_json
 
 DEFAULT_TEXTS = [
     "I can't believe you did that, this is wonderful news.",
@@ -149,8 +147,7 @@ def make_demo_checkpoint(family: str, out_dir: str, seed: int, texts: list[str] 
     if out.is_dir() and any(out.iterdir()) and not (out / "demo_checkpoint.json").is_file():
         # never replace a directory this function did not write (e.g. a real checkpoint given by mistake)
         raise FileExistsError(f"{out}: exists, is not empty and holds no demo_checkpoint.json; refusing to replace it")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         info: dict = {"family": family, "size": size, "seed": seed, "config_overrides": overrides}
         tokenizer = None
         if family in ("roberta", "deberta-v2", "bert"):
@@ -176,10 +173,3 @@ def make_demo_checkpoint(family: str, out_dir: str, seed: int, texts: list[str] 
                                      return_attention_mask=feat_norm == "layer").save_pretrained(tmp)
         info["files_sha256"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         write_json(tmp / "demo_checkpoint.json", info)
-        make_readable(tmp)   # mkdtemp made it 0700
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

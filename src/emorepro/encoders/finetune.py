@@ -191,12 +191,10 @@ class _Finetunable(nn.Module):
         Returns the written file names.  Written into a temporary sibling and renamed, so a
         directory that exists is complete.
         """
-        import tempfile
+        from ..io import atomic_dir
 
         out = Path(out_dir)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
+        with atomic_dir(out) as tmp:
             self.model.save_pretrained(tmp, safe_serialization=True)
             if self.layer_combine.weights is not None:
                 torch.save({"layer_combine_weights": self.layer_combine.weights.detach().cpu()}, tmp / "layer_combine.pt")
@@ -204,12 +202,6 @@ class _Finetunable(nn.Module):
             for name in _SIDE_FILES:
                 if (src / name).is_file():
                     shutil.copy2(src / name, tmp / name)
-            if out.exists():
-                shutil.rmtree(out)
-            tmp.rename(out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return sorted(p.name for p in out.iterdir() if p.is_file())
 
 

@@ -32,13 +32,10 @@ import copy
 import hashlib
 import io
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from ..io import sha256_file, write_json
+from ..io import atomic_dir, sha256_file, write_json
 
 _AUDIO = {  # what the three audio checkpoints share: the wav2vec2 CNN, conv positions, masking, CTC fields
     "conv_dim": [512] * 7, "conv_kernel": [10, 3, 3, 3, 3, 2, 2], "conv_stride": [5, 2, 2, 2, 2, 2, 2],
@@ -177,10 +174,7 @@ def make_real_shaped_checkpoint(name: str, out_dir: str, *, seed: int = 0, texts
         raise ValueError(f"no real config for {name!r}; known: {sorted(REAL_CONFIGS)}")
     cfg = {**copy.deepcopy(REAL_CONFIGS[name]), **dict(config_overrides or {})}
     family = cfg["model_type"]
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         model, sd = _state_dict(name, family, cfg, seed)
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
         wf = WEIGHTS_FILE[family]
@@ -218,10 +212,4 @@ def make_real_shaped_checkpoint(name: str, out_dir: str, *, seed: int = 0, texts
                 write_json(tmp / "tokenizer_config.json", {"do_lower_case": False, "vocab_type": "spm"})
         info["files_sha256"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         write_json(tmp / "real_shapes.json", info)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-        return info
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    return info
