@@ -441,7 +441,7 @@ def _neural(wc):
     return config["encoders"][wc.encoder]["backend"] in NEURAL_BACKENDS
 
 
-# --- several seeds per training job (experiments.<paper>.<variant>.seeds_per_job) ---
+# --- several runs per training job (experiments.<paper>.<variant>.seeds_per_job, folds_per_job) ---
 
 
 def seed_chunks(paper, variant):
@@ -451,31 +451,76 @@ def seed_chunks(paper, variant):
     return [e["seeds"][i : i + n] for i in range(0, len(e["seeds"]), n)]
 
 
+def fold_chunks(paper, variant):
+    """The protocol's folds in consecutive groups of `folds_per_job`; [None] (default 1): one fold per job,
+    the {fold} wildcard of the packed rule."""
+    e = experiment(paper, variant)
+    n, n_folds = e.get("folds_per_job") or 1, config["protocols"][e["protocol"]]["n_folds"]
+    if n == 1:
+        return [None]
+    folds = list(range(1, n_folds + 1))
+    return [folds[i : i + n] for i in range(0, n_folds, n)]
+
+
 def packed_experiments():
-    """(paper, variant) of the experiments that train several seeds per job (seeds_per_job > 1 and more than
-    one seed: an overlay that leaves one seed, as the end-to-end tests' does, keeps the one-seed jobs)."""
+    """(paper, variant) of the experiments that train several runs per job: more than one seed with
+    seeds_per_job > 1 (an overlay that leaves one seed, as the end-to-end tests' does, keeps the one-seed
+    jobs), or folds_per_job > 1."""
+    return [(p, v) for p, v in all_experiments() if len(seed_chunks(p, v)[0]) > 1 or fold_chunks(p, v) != [None]]
+
+
+def packed_job_label(folds, seeds):
+    """fold{fold}_seeds<a>_<b> (one fold: the wildcard) or folds<a>_<b>_seeds<c>_<d>: a packed job's log name."""
+    head = "fold{fold}" if folds is None else f"folds{folds[0]}_{folds[-1]}"
+    return f"{head}_seeds{seeds[0]}_{seeds[-1]}"
+
+
+def packed_rule_name(paper, variant, folds, seeds):
+    head = experiment_rule_name("train", paper, variant)
+    return (
+        f"{head}_seeds{seeds[0]}_{seeds[-1]}"
+        if folds is None
+        else (f"{head}_folds{folds[0]}_{folds[-1]}_seeds{seeds[0]}_{seeds[-1]}")
+    )
+
+
+def packed_runs(folds, seeds):
+    """params.runs of a packed job: its (fold, seed) pairs, in the order of its outputs (fold-major)."""
+    if folds is None:
+        return lambda wc: [[int(wc.fold), s] for s in seeds]
+    return [[k, s] for k in folds for s in seeds]
+
+
+def packed_run_files(paper, variant, folds, seeds, name):
+    """The file `name` of each run of the job (fold-major; folds None: the {fold} wildcard)."""
+    e = experiment(paper, variant)
     return [
-        (p, v)
-        for p, v in all_experiments()
-        if (experiment(p, v).get("seeds_per_job") or 1) > 1 and len(experiment(p, v)["seeds"]) > 1
+        f"{RESULTS}/runs/{paper}/{variant}/{e['protocol']}/fold{k}/seed{s}/{name}"
+        for k in (["{fold}"] if folds is None else folds)
+        for s in seeds
     ]
 
 
-def packed_run_files(paper, variant, seeds, name):
-    """The file `name` of each run of `seeds` (fold left as the {fold} wildcard)."""
-    e = experiment(paper, variant)
-    return [f"{RESULTS}/runs/{paper}/{variant}/{e['protocol']}/fold{{fold}}/seed{s}/{name}" for s in seeds]
-
-
-def packed_train_inputs(paper, variant, seeds):
-    """Input function of a packed training job: the one-seed job's inputs, the parents of every seed."""
+def packed_train_inputs(paper, variant, folds, seeds):
+    """Input function of a packed training job: the one-run job's inputs (the same for each of its folds:
+    the corpus, its fold file and caches), and the parent run of every (fold, seed)."""
 
     def inputs(wc):
-        one = dict(train_inputs(SimpleNamespace(paper=paper, variant=variant, fold=wc.fold, seed=seeds[0])))
+        ks = [int(wc.fold)] if folds is None else folds
+        per_fold = [
+            dict(train_inputs(SimpleNamespace(paper=paper, variant=variant, fold=k, seed=seeds[0]))) for k in ks
+        ]
+        one = per_fold[0]
+        for key, value in one.items():
+            if key != "parent_model" and any(f[key] != value for f in per_fold):
+                raise ValueError(
+                    f"experiments.{paper}.{variant}.folds_per_job: input {key!r} differs between folds "
+                    f"({value} vs another); train one fold per job"
+                )
         init = experiment(paper, variant)["train"].get("init_from")
         if init:
             p, _, v = init.partition("/")
-            one["parent_model"] = [f"{run_dir(p, v, wc.fold, s)}/model.pt" for s in seeds]
+            one["parent_model"] = [f"{run_dir(p, v, k, s)}/model.pt" for k in ks for s in seeds]
         return one
 
     return inputs
@@ -486,10 +531,10 @@ def packed_train_params(paper, variant):
     return train_params(SimpleNamespace(paper=paper, variant=variant))
 
 
-def packed_resource(paper, variant, key, default, n_seeds=1):
-    """A packed job's resource: the experiment's per-run value (runtime: times the seeds it trains)."""
+def packed_resource(paper, variant, key, default, n_runs=1):
+    """A packed job's resource: the experiment's per-run value (runtime: times the runs it trains)."""
     v = _train_resource(key, default)(SimpleNamespace(paper=paper, variant=variant))
-    return v * n_seeds if key == "runtime" else v
+    return v * n_runs if key == "runtime" else v
 
 
 # --- Lee et al.: intermediate concatenation and confusion figures of fusion outputs ---

@@ -62,47 +62,49 @@ for _paper, _variant in all_experiments():
             "../workflow/scripts/score.py"
 
 
-# Experiments with seeds_per_job > 1 train several seeds of one fold in one job (one process: the ~2 CPU-s of
-# imports once; each run's outputs and sidecar as the train rule writes them, byte for byte).  One rule per
-# (experiment, group of seeds), preferred over `train` for its files.
+# Experiments with seeds_per_job > 1 or folds_per_job > 1 train several runs in one job (one process: the ~2
+# CPU-s of imports once; each run's outputs and sidecar as the train rule writes them, byte for byte).  One rule
+# per (experiment, group of seeds): train_<paper>_<variant>_seeds<a>_<b> for one fold ({fold}), or per (experiment,
+# group of folds, group of seeds): ..._folds<a>_<b>_seeds<c>_<d>.  Preferred over `train` for its files.
 for _paper, _variant in packed_experiments():
-    for _seeds in seed_chunks(_paper, _variant):
-        _name = experiment_rule_name("train", _paper, _variant) + f"_seeds{_seeds[0]}_{_seeds[-1]}"
+    for _folds in fold_chunks(_paper, _variant):
+        for _seeds in seed_chunks(_paper, _variant):
+            _name = packed_rule_name(_paper, _variant, _folds, _seeds)
 
-        rule:
-            name:
-                _name
-            input:
-                unpack(packed_train_inputs(_paper, _variant, _seeds)),
-            output:
-                predictions=update(packed_run_files(_paper, _variant, _seeds, "predictions.csv")),
-                log_csv=update(packed_run_files(_paper, _variant, _seeds, "train_log.csv")),
-                model=update(packed_run_files(_paper, _variant, _seeds, "model.pt")),
-                provenance=update(packed_run_files(_paper, _variant, _seeds, "provenance.json")),
-            params:
-                seeds=_seeds,
-                run_id={
-                    "paper": _paper,
-                    "variant": _variant,
-                    "protocol": experiment(_paper, _variant)["protocol"],
-                    "corpus": experiment(_paper, _variant)["corpus"],
-                    "inputs": experiment(_paper, _variant)["inputs"],
-                },
-                experiment=experiment(_paper, _variant),
-                train=packed_train_params(_paper, _variant),
-                classes=config["classes"],
-            threads: 1
-            resources:
-                gpu=packed_resource(_paper, _variant, "gpu", 1),
-                mem_mb=packed_resource(_paper, _variant, "mem_mb", 8000),
-                runtime=packed_resource(_paper, _variant, "runtime", 240, len(_seeds)),
-            log:
-                f"{RESULTS}/logs/train/{_paper}/{_variant}/fold{{fold}}_seeds{_seeds[0]}_{_seeds[-1]}.log",
-            benchmark:
-                f"{RESULTS}/benchmarks/train/{_paper}/{_variant}/fold{{fold}}_seeds{_seeds[0]}_{_seeds[-1]}.tsv"
-            conda:
-                "../envs/torch.yaml"
-            script:
-                "../workflow/scripts/train_seeds.py"
+            rule:
+                name:
+                    _name
+                input:
+                    unpack(packed_train_inputs(_paper, _variant, _folds, _seeds)),
+                output:
+                    predictions=update(packed_run_files(_paper, _variant, _folds, _seeds, "predictions.csv")),
+                    log_csv=update(packed_run_files(_paper, _variant, _folds, _seeds, "train_log.csv")),
+                    model=update(packed_run_files(_paper, _variant, _folds, _seeds, "model.pt")),
+                    provenance=update(packed_run_files(_paper, _variant, _folds, _seeds, "provenance.json")),
+                params:
+                    runs=packed_runs(_folds, _seeds),
+                    run_id={
+                        "paper": _paper,
+                        "variant": _variant,
+                        "protocol": experiment(_paper, _variant)["protocol"],
+                        "corpus": experiment(_paper, _variant)["corpus"],
+                        "inputs": experiment(_paper, _variant)["inputs"],
+                    },
+                    experiment=experiment(_paper, _variant),
+                    train=packed_train_params(_paper, _variant),
+                    classes=config["classes"],
+                threads: 1
+                resources:
+                    gpu=packed_resource(_paper, _variant, "gpu", 1),
+                    mem_mb=packed_resource(_paper, _variant, "mem_mb", 8000),
+                    runtime=packed_resource(_paper, _variant, "runtime", 240, len(_seeds) * len(_folds or [0])),
+                log:
+                    f"{RESULTS}/logs/train/{_paper}/{_variant}/{packed_job_label(_folds, _seeds)}.log",
+                benchmark:
+                    f"{RESULTS}/benchmarks/train/{_paper}/{_variant}/{packed_job_label(_folds, _seeds)}.tsv"
+                conda:
+                    "../envs/torch.yaml"
+                script:
+                    "../workflow/scripts/train_seeds.py"
 
-        workflow.ruleorder(_name, "train")
+            workflow.ruleorder(_name, "train")

@@ -347,6 +347,9 @@ def test_packed_seeds_refuse_experiments_that_read_copies_or_frame_labels(cfg):
     """A job of several seeds passes no augmented copies or frame labels: such an experiment must train one seed per job."""
     cfg["experiments"]["ghosh2022"]["mmer"]["seeds_per_job"] = 2
     cfg["experiments"]["pan2024"]["retrain_l3"]["seeds_per_job"] = 2
+    cfg["experiments"]["pan2024"]["retrain_l4"]["folds_per_job"] = 5
     cfg["experiments"]["zhang2022"]["baseline_act"]["seeds_per_job"] = 2   # reads neither: fine
+    cfg["experiments"]["zhang2022"]["mtl"]["folds_per_job"] = 5
     assert sorted(keys(cfg)) == ["experiments.ghosh2022.mmer.seeds_per_job",
-                                 "experiments.pan2024.retrain_l3.seeds_per_job"]
+                                 "experiments.pan2024.retrain_l3.seeds_per_job",
+                                 "experiments.pan2024.retrain_l4.folds_per_job"]

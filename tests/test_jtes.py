@@ -446,7 +446,7 @@ def test_workflow_builds_table1_and_union_folds_and_regenerates_its_own_corpus(t
     assert "Nothing to be done" in run_snakemake(wd, "-n", *targets, *cfg).stdout
     plan = run_snakemake(wd, "-n", "--forceall", *cfg).stdout   # the default target (papers: [lee2023]): Tables 1-6
     assert all(f"results/tables/lee2023_table{t}.tex" in plan for t in range(1, 7))
-    assert "results/figures/fusion/lee2023_fig4.pdf" in plan and "rule train_lee2023_mc_dann_seeds1_10" in plan
+    assert "results/figures/fusion/lee2023_fig4.pdf" in plan and "rule train_lee2023_mc_dann_folds1_5_seeds1_10" in plan
 
     wav = wd / "results/jtes/synth/jtes_v1.1/wav/f01/ang/f01_ang_01.wav"
     before = wav.read_bytes()

@@ -167,7 +167,7 @@ def test_fake_domain_step2_starts_from_the_mtl_run_and_leaves_the_dc_unchanged(u
 def test_several_seeds_in_one_job_write_each_runs_own_files(union, hubert, tmp_path):
     """seeds_per_job: steps.train_seeds gives every seed its own run directory, files and sidecar, with the
     same predictions, byte for byte, as a job per seed."""
-    kw = dict(manifest_csv=str(union / "manifest.csv"), folds_csv=str(union / "folds.csv"), caches={}, fold=2,
+    kw = dict(manifest_csv=str(union / "manifest.csv"), folds_csv=str(union / "folds.csv"), caches={},
               classes=CLASSES, model="lee_dann", model_params={},
               train_params={"epochs": 1, "batch_size": 8, "lr": 1e-3, "selection": "last", "loss": {"gamma": -1.0},
                             "finetune": {"audio": {"checkpoint": str(hubert)}}},
@@ -178,9 +178,9 @@ def test_several_seeds_in_one_job_write_each_runs_own_files(union, hubert, tmp_p
                                            ("model", "model.pt"), ("provenance", "provenance.json"))}
 
     packed = [tmp_path / "packed" / f"seed{s}" for s in (1, 2)]
-    steps.train_seeds(seeds=[1, 2], outputs=[outs(d) for d in packed], parent_models=None, **kw)
+    steps.train_seeds(runs=[(2, 1), (2, 2)], outputs=[outs(d) for d in packed], parent_models=None, **kw)
     alone = tmp_path / "alone" / "seed2"
-    steps.train(seed=2, outputs=outs(alone), **kw)
+    steps.train(fold=2, seed=2, outputs=outs(alone), **kw)
     assert (packed[1] / "predictions.csv").read_bytes() == (alone / "predictions.csv").read_bytes()
     assert (packed[0] / "predictions.csv").read_bytes() != (packed[1] / "predictions.csv").read_bytes()
     for s, d in zip((1, 2), packed):
@@ -189,8 +189,15 @@ def test_several_seeds_in_one_job_write_each_runs_own_files(union, hubert, tmp_p
         assert {Path(o["path"]).name for o in side["outputs"]} >= {"predictions.csv", "train_log.csv", "model.pt"}
     a, b = (json.loads((d / "provenance.json").read_text())["params"] for d in (packed[1], alone))
     assert a == b
-    with pytest.raises(ValueError, match="2 seeds, 1 output sets"):
-        steps.train_seeds(seeds=[1, 2], outputs=[outs(packed[0])], parent_models=None, **kw)
+    with pytest.raises(ValueError, match="2 runs, 1 output sets"):
+        steps.train_seeds(runs=[(2, 1), (2, 2)], outputs=[outs(packed[0])], parent_models=None, **kw)
+    # folds_per_job: runs of other folds in the same process are those of jobs of their own too
+    folds = [tmp_path / "folds" / f"fold{k}" for k in (1, 3)]
+    steps.train_seeds(runs=[(1, 2), (3, 2)], outputs=[outs(d) for d in folds], parent_models=None, **kw)
+    alone3 = tmp_path / "alone" / "fold3"
+    steps.train(fold=3, seed=2, outputs=outs(alone3), **kw)
+    assert (folds[1] / "predictions.csv").read_bytes() == (alone3 / "predictions.csv").read_bytes()
+    assert json.loads((folds[0] / "provenance.json").read_text())["params"]["fold"] == 1
 
 
 # --------------------------------------------------------------------------- pooled statistics (Tables 2-4)
@@ -432,8 +439,8 @@ def test_fig4_is_the_fusion_rows_confusion_in_the_papers_class_order(trials, tmp
 
 
 def test_demo_plans_lees_grid_from_training_runs_to_tables_and_fig4(tmp_path):
-    """The demo's plan for Lee et al.: 9 systems x 5 folds of packed training jobs (each writing its seeds'
-    own run directories), 19 fusion searches, 3 intermediate concatenations, Fig. 4 and Tables 1-6."""
+    """The demo's plan for Lee et al.: 9 packed training jobs, one per system (each writing the own run
+    directories of its 5 folds x seeds), 19 fusion searches, 3 intermediate concatenations, Fig. 4 and Tables 1-6."""
     import re
 
     from tests.workflow_utils import make_workdir, run_snakemake
@@ -443,16 +450,18 @@ def test_demo_plans_lees_grid_from_training_runs_to_tables_and_fig4(tmp_path):
     out = r.stdout + r.stderr
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1].split("Reasons")[0], re.M))
     packed = {k: int(v) for k, v in stats.items() if k.startswith("train_lee2023_")}
-    assert sum(packed.values()) == 45 and "train" not in stats          # every run trained in a packed job
+    assert sum(packed.values()) == 9 and "train" not in stats           # every run trained in a packed job
     assert int(stats["fusion"]) == 19 and int(stats["intermediate_fusion"]) == 3
     assert int(stats["fusion_confusion"]) == 1 and int(stats["table"]) == 5 and int(stats["corpus_table"]) == 1
     # the 30-trial set fuses 30 trials: 3 systems x 10 seeds x 5 folds of predictions
     m = re.search(r"rule fusion:\n\s+input: ([^\n]+)\n\s+output: results/fusion/lee2023_30\.csv", out)
     assert m and len(m.group(1).split(", ")) == 150
-    # step 2 waits for its MTL parents: a packed fake-domain job reads their model.pt
-    m = re.search(r"rule train_lee2023_fake_jf_seeds1_3:\n\s+input: ([^\n]+)\n\s+output: ([^\n]+)", out)
-    assert m and sum("mc_mtl/member_folds/fold" in x and x.endswith("model.pt") for x in m.group(1).split(", ")) == 3
-    assert sum(x.split(" ")[0].endswith("provenance.json") for x in m.group(2).split(", ")) == 3
+    # step 2 waits for its MTL parents: a packed fake-domain job reads the model.pt of each of its 5 x 3 runs
+    m = re.search(r"rule train_lee2023_fake_jf_folds1_5_seeds1_3:\n\s+input: ([^\n]+)\n\s+output: ([^\n]+)", out)
+    parents = [x for x in m.group(1).split(", ") if "mc_mtl/member_folds/fold" in x and x.endswith("model.pt")]
+    assert len(parents) == 15 and {f"fold{k}/seed{s}" for k in range(1, 6) for s in (1, 2, 3)} == {
+        "/".join(x.split("/")[-3:-1]) for x in parents}
+    assert sum(x.split(" ")[0].endswith("provenance.json") for x in m.group(2).split(", ")) == 15
 
 
 def test_ks_full_is_full_integration_whatever_the_number_of_trials():

@@ -133,13 +133,15 @@ def check_experiment_augment(config: Config) -> Problems:
 
 
 def check_seeds_per_job(config: Config) -> Problems:
-    """Several seeds per job (rule train_<paper>_<variant>_seeds<a>_<b>) pass the corpus, its folds, caches and
-    parent runs only: an experiment that also reads augmented copies or frame labels trains one seed per job."""
+    """Several runs per job (seeds_per_job, folds_per_job: rule train_<paper>_<variant>_[folds<a>_<b>_]seeds<c>_<d>)
+    pass the corpus, its folds, caches and parent runs only: an experiment that also reads augmented copies or
+    frame labels trains one run per job."""
     for key, e in _experiments(config):
-        if (e.get("seeds_per_job") or 1) > 1:
-            for k in ("augment", "pseudo_labels"):
-                if e.get(k):
-                    yield f"{key}.seeds_per_job", f"must be 1 for an experiment with `{k}` (packed jobs do not read it)"
+        for pack in ("seeds_per_job", "folds_per_job"):
+            if (e.get(pack) or 1) > 1:
+                for k in ("augment", "pseudo_labels"):
+                    if e.get(k):
+                        yield f"{key}.{pack}", f"must be 1 for an experiment with `{k}` (packed jobs do not read it)"
 
 
 def check_corpus_tables(config: Config) -> Problems:

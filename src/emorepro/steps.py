@@ -335,17 +335,20 @@ def train(*, manifest_csv: str, folds_csv: str, caches: Mapping[str, Any], outpu
                      inputs=inputs, outputs=written, started=started, extra={"summary": summary})
 
 
-def train_seeds(*, seeds: Sequence[int], outputs: Sequence[Mapping[str, str]], parent_models: Sequence[str] | None,
-                **kwargs) -> None:
-    """Several seeds of one fold in one process (``experiments.<p>.<v>.seeds_per_job``): :func:`train` once per
-    seed, ``outputs[i]`` and ``parent_models[i]`` (or None) for ``seeds[i]``.  Each run gets the same files and
-    sidecar as a job of its own (the seed resets every generator; a test compares the bytes)."""
-    if len(outputs) != len(seeds) or (parent_models is not None and len(parent_models) != len(seeds)):
-        raise ValueError(f"train_seeds: {len(seeds)} seeds, {len(outputs)} output sets, "
+def train_seeds(*, runs: Sequence[tuple[int, int]], outputs: Sequence[Mapping[str, str]],
+                parent_models: Sequence[str] | None, **kwargs) -> None:
+    """Several runs in one process (``experiments.<p>.<v>.seeds_per_job`` / ``folds_per_job``): :func:`train`
+    once per ``runs[i]`` = (fold, seed), into ``outputs[i]``, from ``parent_models[i]`` (or None).  Each run gets
+    the same files and sidecar as a job of its own (the seed resets every generator; a test compares the bytes)."""
+    if len(outputs) != len(runs) or (parent_models is not None and len(parent_models) != len(runs)):
+        raise ValueError(f"train_seeds: {len(runs)} runs, {len(outputs)} output sets, "
                          f"{None if parent_models is None else len(parent_models)} parent models")
-    for i, seed in enumerate(seeds):
-        log.info("seed %d (%d of %d)", seed, i + 1, len(seeds))
-        train(seed=int(seed), outputs=outputs[i], parent_model=parent_models[i] if parent_models else None, **kwargs)
+    for i, (fold, seed) in enumerate(runs):
+        log.info("fold %d seed %d (run %d of %d)", fold, seed, i + 1, len(runs))
+        train(fold=int(fold), seed=int(seed), outputs=outputs[i],
+              parent_model=parent_models[i] if parent_models else None, **kwargs)
+
+
 def pseudo_labels(source_model: str, manifest_csv: str, folds_csv: str, out_npz: Sequence[str] | str, *, name: str,
                   fold: int, seed: int, layers: Sequence[int] | int, role: str, ks: Sequence[int],
                   kmeans: Mapping[str, Any] | None = None, kmeans_seed: int = 0, batch_size: int = 8, threads: int = 1,
