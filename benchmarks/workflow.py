@@ -10,7 +10,8 @@ CPU and mean start-up (process start to the first line of real work, i.e. the jo
 of an input; the CPU spent by then beside it).  Each job writes those figures as the last line
 of its log (``emorepro-job: ...``, :mod:`emorepro.jobstats`); a job's rule is read from
 Snakemake's own report of the job.  The per-experiment scoring rules (``score_<paper>_<variant>``)
-are summed as ``score_*``.  Then it times a no-op re-run (``snakemake -n``, nothing to do).
+are summed as ``score_*``, the packed training rules (``train_<paper>_<variant>_[folds<a>_<b>_]seeds<c>_<d>``)
+as ``train_<paper>_*``.  Then it times a no-op re-run (``snakemake -n``, nothing to do).
 The repo's results/ is never touched.  Figures depend on the machine's load: say what it was.
 """
 from __future__ import annotations
@@ -47,8 +48,15 @@ def job_logs(snakemake_output: str) -> list[tuple[str, list[str]]]:
     return jobs
 
 
+PACKED = re.compile(r"^train_([a-z]+\d{4})_\w+?_(?:folds\d+_\d+_)?seeds\d+_\d+$")
+
+
 def rule_group(rule: str) -> str:
-    return "score_*" if rule.startswith("score_") else rule
+    """score_<paper>_<variant> -> score_*; a packed training rule -> train_<paper>_* (its paper's packed jobs)."""
+    if rule.startswith("score_"):
+        return "score_*"
+    m = PACKED.match(rule)
+    return f"train_{m[1]}_*" if m else rule
 
 
 def per_rule_table(wd: Path, snakemake_output: str) -> tuple[list[tuple], dict]:

@@ -92,12 +92,14 @@ rule summary:
     input:
         tables=[f"{RESULTS}/tables/{t}.csv" for t in enabled_tables()],
         fusion=[f"{RESULTS}/fusion/{n}.csv" for n in enabled_fusions()],
+        corpus_tables=[f"{RESULTS}/tables/{t}.csv" for t in enabled_corpus_tables()],
     output:
         txt=update(f"{RESULTS}/summary.txt"),
         html=update(report(f"{RESULTS}/summary.html", category="Summary")),
     params:
         tables={t: summary_spec(t) for t in enabled_tables()},
         fusion=enabled_fusions(),
+        corpus_tables=enabled_corpus_tables(),
     log:
         f"{RESULTS}/logs/summary/summary.log",
     conda:

@@ -324,12 +324,19 @@ def test_workflow_chains_stages_within_one_fold_and_seed(tmp_path):
              "stage2": f"{run_dir.format('retrain_l3')}/predictions.csv",
              "labels": "results/pseudo_labels/pan2024_gmp/fold2/seed1/layer-3.npz",
              "stage1": f"{run_dir.format('stage1')}/predictions.csv"}
-    assert jobs[chain["stage3"]][0] == "train" and f"{run_dir.format('retrain_l3')}/model.pt" in jobs[chain["stage3"]][1]
+    # stage 3 (demo: folds_per_job 5) trains the five folds of seed 1 in one job, each run from its own fold's
+    # stage 2; stage 2 reads frame labels, so it stays one job per run
+    stage3_rule, stage3_in = jobs[chain["stage3"]]
+    assert stage3_rule == "train_pan2024_gmp_ams_l3_folds1_5_seeds1_1"
+    parents = {x for x in stage3_in if x.endswith("model.pt")}
+    assert parents == {f"results/runs/pan2024/retrain_l3/loso5/fold{k}/seed1/model.pt" for k in range(1, 6)}
+    assert jobs[chain["stage2"]][0] == "train"
     assert {f"{run_dir.format('stage1')}/model.pt", chain["labels"]} <= jobs[chain["stage2"]][1]
     assert jobs[chain["labels"]][0] == "pseudo_labels_pan2024_gmp"
     assert f"{run_dir.format('stage1')}/model.pt" in jobs[chain["labels"]][1]
     assert "results/iemocap/folds/loso5.csv" in jobs[chain["labels"]][1]
-    assert not any("fold1" in x or "fold3" in x for _, ins in jobs.values() for x in ins if "runs/" in x)
+    one_run = [jobs[chain[k]][1] for k in ("stage2", "labels")]
+    assert not any("fold1" in x or "fold3" in x for ins in one_run for x in ins if "runs/" in x)
 
 
 # --------------------------------------------------------------------------- config checks

@@ -461,7 +461,10 @@ def test_demo_plans_lees_grid_from_training_runs_to_tables_and_fig4(tmp_path):
     parents = [x for x in m.group(1).split(", ") if "mc_mtl/member_folds/fold" in x and x.endswith("model.pt")]
     assert len(parents) == 15 and {f"fold{k}/seed{s}" for k in range(1, 6) for s in (1, 2, 3)} == {
         "/".join(x.split("/")[-3:-1]) for x in parents}
-    assert sum(x.split(" ")[0].endswith("provenance.json") for x in m.group(2).split(", ")) == 15
+    provs = [x.split(" ")[0] for x in m.group(2).split(", ") if x.split(" ")[0].endswith("provenance.json")]
+    assert len(provs) == 15
+    # run i of the job (its i-th output set) starts from parent i: the same fold and seed, in the same order
+    assert ["/".join(x.split("/")[-3:-1]) for x in parents] == ["/".join(x.split("/")[-3:-1]) for x in provs]
 
 
 def test_ks_full_is_full_integration_whatever_the_number_of_trials():

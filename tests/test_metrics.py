@@ -41,3 +41,17 @@ def test_ccc_against_an_independent_formula():
     assert ccc(x, y) == pytest.approx(expected, rel=1e-12)
     assert ccc(x, x) == pytest.approx(1.0)
     assert ccc(x, x + 0.3) < 1.0  # a shift is penalised: the squared mean difference is there
+
+
+def test_a_stage_without_emotion_predictions_is_refused_by_name(tmp_path):
+    """GMP-ATL's stage 2 writes frame-label counts, not emotion predictions: scoring it names the file and the
+    missing column (it was a bare KeyError 'pred')."""
+    from emorepro.io import InputError
+    from emorepro.metrics import score_predictions
+
+    csv = tmp_path / "predictions.csv"
+    csv.write_text("utt_id,fold,split,label,n_frames\nu1,1,test,1,106\n")
+    with pytest.raises(InputError, match=r"predictions\.csv: no column pred: not a run's emotion predictions"):
+        score_predictions(str(csv), ["ang", "hap", "neu", "sad"])
+    csv.write_text("utt_id,fold,split,label,pred\nu1,1,test,0,0\nu2,1,test,3,0\n")
+    assert score_predictions(str(csv), ["ang", "hap", "neu", "sad"])["war"] == 0.5

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from emorepro import steps
+from emorepro import tables as T
 from emorepro.cli import main
 from emorepro.io import InputError
 from emorepro.provenance import now, write_provenance
@@ -352,3 +353,38 @@ def test_augmentation_notes_say_how_the_copies_were_made():
     note = augmentation_notes(spec, config)["notes"][1]
     assert "NLLB-200" in note and "YourTTS" in note and "in-distribution" not in note
     assert augmentation_notes({"rows": spec["rows"][1:]}, config)["notes"] == []
+
+
+def test_uar_tables_state_the_chance_level_beside_the_numbers(tmp_path, monkeypatch):
+    """A table with a UA/UAR column says what an input-blind classifier scores there (100/C), in its caption and
+    Markdown notes: the demo's numbers are read against it."""
+    monkeypatch.chdir(tmp_path)
+    runs = {"Model A": _make_runs(tmp_path, 0.7), "Model_B": _make_runs(tmp_path, 0.4)}
+    spec = {**SPEC, "classes": CLASSES}
+    out = tmp_path / "tables"
+    steps.table(spec, runs, str(out / "t.tex"), str(out / "t.csv"), str(out / "t.md"))
+    note = f"Chance level: UA {100 / len(CLASSES):.2f} ({len(CLASSES)} classes;"
+    assert note in (out / "t.md").read_text() and note in (out / "t.tex").read_text()
+    assert T.chance_note({**spec, "columns": [{"name": "WA", "metric": "war"}]}) == ""
+    assert T.chance_note({**spec, "classes": ["a", "b", "c"]}).startswith("Chance level: UA 33.33 (3 classes;")
+
+
+def test_summary_lists_corpus_tables_with_their_utterance_counts(tmp_path):
+    """results/summary.txt lists a corpus-statistics table (Lee et al. Table 1) too: its utterances per corpus,
+    ours vs the paper's; a table without that row is named."""
+    from emorepro.summary import write_summary
+
+    csv = tmp_path / "lee2023_table1.csv"
+    pd.DataFrame([
+        {"row": "Angry", "column": "IEMOCAP", "ours_text": "92 (27%)", "paper_text": "1,103 (20%)"},
+        {"row": "No. of utterances", "column": "IEMOCAP", "ours_text": "334", "paper_text": "5,531"},
+        {"row": "No. of utterances", "column": "synthetic JTES", "ours_text": "480", "paper_text": "20,000"},
+    ]).to_csv(csv, index=False)
+    lines = write_summary({}, {}, str(tmp_path / "s.txt"), str(tmp_path / "s.html"),
+                          corpus_tables={"lee2023_table1": str(csv)})
+    assert lines[-1] == (f"  {tmp_path}/lee2023_table1.{{tex,csv,md}}  No. of utterances: IEMOCAP ours 334, "
+                         "paper 5,531; synthetic JTES ours 480, paper 20,000")
+    assert (tmp_path / "s.txt").read_text().splitlines()[-2].startswith("Corpus statistics (1)")
+    pd.DataFrame([{"row": "Angry", "column": "IEMOCAP", "ours_text": "9", "paper_text": "1"}]).to_csv(csv, index=False)
+    with pytest.raises(InputError, match=r"lee2023_table1\.csv: no row 'No. of utterances'"):
+        write_summary({}, {}, str(tmp_path / "s.txt"), str(tmp_path / "s.html"), corpus_tables={"t": str(csv)})

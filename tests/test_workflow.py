@@ -298,8 +298,13 @@ def test_dry_run_plans_one_extraction_per_corpus_and_encoder(tmp_path):
                                "results/jtes/features/hubert_large/manifest.json"} | {
                                f"results/iemocap_aug/features/{e}/manifest.json" for e in ("roberta_base", "wav2vec2_base")}
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1].split("Reasons")[0], re.M))
-    assert int(stats["extract_features"]) == 10 and int(stats["train"]) > 200
+    # 320 runs of 16 + 8 + 9 + 8 + 21 experiments; one-run jobs only where a run reads augmented copies (MMER) or
+    # frame labels (Pan et al.'s stage 2), every other run in a packed job (folds_per_job, seeds_per_job)
+    train_jobs = {k: int(v) for k, v in stats.items() if k == "train" or k.startswith("train_")}
+    assert int(stats["extract_features"]) == 10 and int(stats["train"]) == 25 + 45 and sum(train_jobs.values()) == 129
     assert re.search(r"rule train:(?:(?!\nrule ).)*resources:[^\n]*gpu=1", out, re.S)
+    assert re.search(r"rule train_zhang2022_baseline_act_folds1_5_seeds1_2:(?:(?!\nrule ).)*resources:[^\n]*gpu=1",
+                     out, re.S)
 
 
 def test_dry_run_wires_the_engine_into_the_dag(tmp_path):
@@ -318,7 +323,9 @@ def test_dry_run_wires_the_engine_into_the_dag(tmp_path):
     inputs = {o: re.search(r"input: ([^\n]*)", j).group(1) for o, j in jobs.items()}
     child_in = inputs[child]
     assert "results/runs/zhang2022/baseline_act/loso5/fold2/seed1/model.pt" in child_in
-    assert "results/runs/zhang2022/baseline_act/loso5/fold2/seed1/predictions.csv" in inputs   # the parent runs first
+    # the parent runs first (the demo packs baseline_act's five folds into one job)
+    assert re.search(r"rule train_zhang2022_baseline_act_folds1_5_seeds1_1:\n(?:    .*\n)*?    output: [^\n]*"
+                     r"results/runs/zhang2022/baseline_act/loso5/fold2/seed1/predictions\.csv", out)
     ft_in = inputs[ft]
     assert "results/checkpoints/demo/hubert_large/demo_checkpoint.json" in ft_in
     assert "results/checkpoints/demo/roberta_large/demo_checkpoint.json" in ft_in and "features" not in ft_in

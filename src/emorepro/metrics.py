@@ -11,6 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .io import InputError
+
 
 def uar(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
     """Mean per-class recall over the classes present in ``y_true`` (sklearn macro recall)."""
@@ -100,6 +102,10 @@ def score_predictions(pred_csv: str, classes: Sequence[str], split: str = "test"
     import pandas as pd
 
     df = pd.read_csv(pred_csv)
+    missing = [c for c in ("split", "label", "pred") if c not in df.columns]
+    if missing:   # e.g. GMP-ATL's stage 2 (masked prediction of frame labels) predicts no emotion class
+        raise InputError(f"{pred_csv}: no column {', '.join(missing)}: not a run's emotion predictions "
+                         f"(columns: {', '.join(df.columns)}); nothing to score")
     df = df[df["split"] == split]
     if df.empty:
         raise ValueError(f"{pred_csv}: no rows for split {split!r}")

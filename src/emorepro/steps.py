@@ -493,17 +493,22 @@ def corpus_table(spec: Mapping[str, Any], manifests: Mapping[str, str], out_tex:
 
 
 def summary(tables: Mapping[str, str], specs: Mapping[str, Mapping[str, Any]], fusion: Mapping[str, str],
-            out_txt: str, out_html: str) -> None:
-    """results/summary.{txt,html}: each table's headline cell, ours vs the paper's, and each fusion set's best subset.
+            out_txt: str, out_html: str, corpus_tables: Mapping[str, str] | None = None) -> None:
+    """results/summary.{txt,html}: each table's headline cell, ours vs the paper's, each corpus table's utterance
+    counts and each fusion set's best subset.
 
-    ``tables``: name -> table CSV; ``specs``: name -> {title, headline}; ``fusion``: name -> fusion CSV."""
+    ``tables``: name -> table CSV; ``specs``: name -> {title, headline}; ``fusion``: name -> fusion CSV;
+    ``corpus_tables``: name -> corpus-statistics table CSV."""
     from .summary import write_summary
 
     started = now()
-    lines = write_summary({t: {"csv": csv, **specs[t]} for t, csv in tables.items()}, fusion, out_txt, out_html)
+    corpus_tables = dict(corpus_tables or {})
+    lines = write_summary({t: {"csv": csv, **specs[t]} for t, csv in tables.items()}, fusion, out_txt, out_html,
+                          corpus_tables=corpus_tables)
     log.info("summary:\n%s", "\n".join(lines))
     write_provenance(out_txt, rule="summary", params={"tables": {t: dict(s) for t, s in specs.items()}},
-                     inputs={"tables": list(tables.values()), "fusion": list(fusion.values())},
+                     inputs={"tables": list(tables.values()), "fusion": list(fusion.values()),
+                             "corpus_tables": list(corpus_tables.values())},
                      outputs=[out_txt, out_html], started=started)
 
 

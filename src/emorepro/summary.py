@@ -55,6 +55,18 @@ def headline(table_csv: str, row: str | None, column: str | None) -> dict:
             "n_runs": int(pick["n_runs"]) if pick["n_runs"] == pick["n_runs"] else 0}
 
 
+def corpus_headline(table_csv: str, row: str = "No. of utterances") -> str:
+    """A corpus-statistics table's line: ``row`` of each corpus column, ours vs the paper's (as printed)."""
+    import pandas as pd
+
+    df = pd.read_csv(table_csv, keep_default_na=False)
+    hit = df[df["row"] == row]
+    if hit.empty:
+        raise InputError(f"{table_csv}: no row {row!r}")
+    cells = [f"{r['column']} ours {r['ours_text']}, paper {r['paper_text'] or '-'}" for r in hit.to_dict("records")]
+    return f"{row}: " + "; ".join(cells)
+
+
 def _table_html(name: str, title: str, table_csv: str) -> str:
     """The table as rows x columns, each cell "ours / paper"."""
     import pandas as pd
@@ -80,8 +92,9 @@ def _fusion_rows(fusion_csv: str):
 
 
 def write_summary(tables: Mapping[str, Mapping[str, Any]], fusion: Mapping[str, str], out_txt: str,
-                  out_html: str) -> list[str]:
-    """``tables``: name -> {csv, title, headline: {row, column} or None}; ``fusion``: name -> its CSV.
+                  out_html: str, corpus_tables: Mapping[str, str] | None = None) -> list[str]:
+    """``tables``: name -> {csv, title, headline: {row, column} or None}; ``fusion``: name -> its CSV;
+    ``corpus_tables``: name -> the CSV of a corpus-statistics table (Lee et al. Table 1).
 
     Writes the text summary (returned as lines) and the HTML page."""
     lines = [f"Tables ({len(tables)}), with the headline cell of each, ours vs the paper's:"]
@@ -90,6 +103,10 @@ def write_summary(tables: Mapping[str, Mapping[str, Any]], fusion: Mapping[str, 
         where = str(Path(t["csv"]).with_suffix("")) + ".{tex,csv,md}"
         lines.append(f"  {where}  {h['row']} | {h['column']}: ours {h['ours']}, paper {h['paper']}  "
                      f"({h['n_runs']} runs)")
+    if corpus_tables:
+        lines.append(f"Corpus statistics ({len(corpus_tables)}), counted from the manifests, ours vs the paper's:")
+        for name, csv in corpus_tables.items():
+            lines.append(f"  {str(Path(csv).with_suffix(''))}.{{tex,csv,md}}  {corpus_headline(csv)}")
     if fusion:
         lines.append(f"Late fusion ({len(fusion)}), the best subset over all sizes, the smallest on ties (exact search; test UAR, "
                      "selected on the test set: see the honest rows of each CSV):")

@@ -697,8 +697,7 @@ def render(spec: Mapping[str, Any], df, out_tex: str, out_csv: str, out_md: str)
     tex.index = [_latex_escape(r) + mark(r, True) for r in tex.index]
     tex.columns = pd.MultiIndex.from_tuples([(_latex_escape(a), b) for a, b in tex.columns])
     rule = caption_rule(spec, oracle=bool(oracle_rows))
-    tnote = trials_note(spec, df)
-    rule = f"{rule} {tnote}" if tnote else rule
+    rule = " ".join(x for x in (rule, trials_note(spec, df), chance_note(spec)) if x)
     caption = (_latex_escape(spec.get("title", spec["name"])) + ". "
                + _latex_escape(rule).replace(ORACLE_MARK, ORACLE_MARK_TEX).replace(CITED_MARK, CITED_MARK_TEX + "{}"))
     latex = tex.style.to_latex(hrules=True, column_format="l" + "r" * tex.shape[1], multicol_align="c",
@@ -767,6 +766,18 @@ def trials_note(spec: Mapping[str, Any], df) -> str:
     differs = paper is not None and counts != [int(paper)]
     return f"Ours: {ours}" + (f" (the paper: {paper})" if paper is not None else "") + (
         "; the statistics and the best subset are over these trials." if differs else ".")
+
+
+def chance_note(spec: Mapping[str, Any]) -> str:
+    """The chance level of the table's UA/UAR columns (``metric: uar``), so that a reader can place a number
+    (the demo's above all) against it: 100/C for C classes, whatever the class balance."""
+    cols = [str(c["name"]) for c in spec.get("columns", []) if c.get("metric") == "uar"]
+    classes = spec.get("classes") or []
+    if not cols or not classes:
+        return ""
+    names = "/".join(dict.fromkeys(c for c in cols if c in ("UA", "UAR"))) or "UAR"
+    return (f"Chance level: {names} {100 / len(classes):.2f} ({len(classes)} classes; any classifier that ignores "
+            "its input scores this, whatever the class balance).")
 
 
 _LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
