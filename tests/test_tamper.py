@@ -386,6 +386,7 @@ experiments:
   zhang2022:
     baseline_act:
       seeds: [1]
+      folds_per_job: 1      # one job per run: the tests force-run the `train` rule
       model_params: {d_lstm: 8, d_att: 8, n_heads: 2, d_fc1: 16, d_fc2: 8}
       train: {epochs: 1, data: {max_seconds: 1.0}}
 tables:

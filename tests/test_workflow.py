@@ -323,9 +323,7 @@ def test_dry_run_wires_the_engine_into_the_dag(tmp_path):
     inputs = {o: re.search(r"input: ([^\n]*)", j).group(1) for o, j in jobs.items()}
     child_in = inputs[child]
     assert "results/runs/zhang2022/baseline_act/loso5/fold2/seed1/model.pt" in child_in
-    # the parent runs first (the demo packs baseline_act's five folds into one job)
-    assert re.search(r"rule train_zhang2022_baseline_act_folds1_5_seeds1_1:\n(?:    .*\n)*?    output: [^\n]*"
-                     r"results/runs/zhang2022/baseline_act/loso5/fold2/seed1/predictions\.csv", out)
+    assert "results/runs/zhang2022/baseline_act/loso5/fold2/seed1/predictions.csv" in inputs   # the parent runs first
     ft_in = inputs[ft]
     assert "results/checkpoints/demo/hubert_large/demo_checkpoint.json" in ft_in
     assert "results/checkpoints/demo/roberta_large/demo_checkpoint.json" in ft_in and "features" not in ft_in
