@@ -470,18 +470,20 @@ def packed_experiments():
 
 
 def packed_job_label(folds, seeds):
-    """fold{fold}_seeds<a>_<b> (one fold: the wildcard) or folds<a>_<b>_seeds<c>_<d>: a packed job's log name."""
-    head = "fold{fold}" if folds is None else f"folds{folds[0]}_{folds[-1]}"
-    return f"{head}_seeds{seeds[0]}_{seeds[-1]}"
+    """What a packed job trains, seeds<a>_<b> (one fold: the {fold} wildcard) or folds<a>_<b>_seeds<c>_<d>,
+    the end of its name."""
+    label = f"seeds{seeds[0]}_{seeds[-1]}"
+    return label if folds is None else f"folds{folds[0]}_{folds[-1]}_{label}"
 
 
 def packed_rule_name(paper, variant, folds, seeds):
-    head = experiment_rule_name("train", paper, variant)
-    return (
-        f"{head}_seeds{seeds[0]}_{seeds[-1]}"
-        if folds is None
-        else (f"{head}_folds{folds[0]}_{folds[-1]}_seeds{seeds[0]}_{seeds[-1]}")
-    )
+    """train_<paper>_<variant>_<label>, the name of a packed job's own rule (preferred over `train`)."""
+    return f"{experiment_rule_name('train', paper, variant)}_{packed_job_label(folds, seeds)}"
+
+
+def packed_log_name(folds, seeds):
+    """A packed job's log (and benchmark) name: its label, led by the fold of a one-fold job."""
+    return ("fold{fold}_" if folds is None else "") + packed_job_label(folds, seeds)
 
 
 def packed_runs(folds, seeds):
@@ -512,10 +514,11 @@ def packed_train_inputs(paper, variant, folds, seeds):
         ]
         one = per_fold[0]
         for key, value in one.items():
-            if key != "parent_model" and any(f[key] != value for f in per_fold):
+            other = next((f[key] for f in per_fold if f[key] != value), None)
+            if key != "parent_model" and other is not None:
                 raise ValueError(
                     f"experiments.{paper}.{variant}.folds_per_job: input {key!r} differs between folds "
-                    f"({value} vs another); train one fold per job"
+                    f"({value} vs {other}); train one fold per job"
                 )
         init = experiment(paper, variant)["train"].get("init_from")
         if init:

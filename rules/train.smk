@@ -97,11 +97,13 @@ for _paper, _variant in packed_experiments():
                 resources:
                     gpu=packed_resource(_paper, _variant, "gpu", 1),
                     mem_mb=packed_resource(_paper, _variant, "mem_mb", 8000),
-                    runtime=packed_resource(_paper, _variant, "runtime", 240, len(_seeds) * len(_folds or [0])),
+                    runtime=packed_resource(
+                        _paper, _variant, "runtime", 240, len(_seeds) * (1 if _folds is None else len(_folds))
+                    ),
                 log:
-                    f"{RESULTS}/logs/train/{_paper}/{_variant}/{packed_job_label(_folds, _seeds)}.log",
+                    f"{RESULTS}/logs/train/{_paper}/{_variant}/{packed_log_name(_folds, _seeds)}.log",
                 benchmark:
-                    f"{RESULTS}/benchmarks/train/{_paper}/{_variant}/{packed_job_label(_folds, _seeds)}.tsv"
+                    f"{RESULTS}/benchmarks/train/{_paper}/{_variant}/{packed_log_name(_folds, _seeds)}.tsv"
                 conda:
                     "../envs/torch.yaml"
                 script:

@@ -132,7 +132,7 @@ def check_experiment_augment(config: Config) -> Problems:
                    f"trains on {e['corpus']!r}")
 
 
-def check_seeds_per_job(config: Config) -> Problems:
+def check_runs_per_job(config: Config) -> Problems:
     """Several runs per job (seeds_per_job, folds_per_job: rule train_<paper>_<variant>_[folds<a>_<b>_]seeds<c>_<d>)
     pass the corpus, its folds, caches and parent runs only: an experiment that also reads augmented copies or
     frame labels trains one run per job."""
@@ -377,7 +377,7 @@ def check_schema(config: Config, schema_yaml: str) -> None:
 CHECKS: tuple[Callable[[Config], Problems], ...] = (
     check_names, check_corpora, check_augmented_corpora, check_encoders, check_experiments, check_training_chain,
     check_pseudo_labels, check_fusion, check_tables, check_corpus_tables, check_papers, check_experiment_augment, check_figures,
-    check_seeds_per_job)
+    check_runs_per_job)
 
 
 def check_config(config: Config, workdir: str | None = None) -> None:
